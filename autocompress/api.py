@@ -1,0 +1,235 @@
+"""The Python API. The CLI calls exactly these functions with the same names.
+
+from autocompress import run_study
+result = run_study("studies/german_credit.yaml", n_trials=20)
+result.front            # feasible Pareto front, teacher included
+result.export("out/")   # selected by the study's export policy
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore
+from optuna.trial import FrozenTrial
+from torch import nn
+
+from autocompress.config import LoadedStudy, load_study_config
+from autocompress.errors import UserError
+from autocompress.export import export_trial
+from autocompress.front import FrontMember, compute_front, teacher_member
+from autocompress.search import (
+    FrontSnapshots,
+    Objective,
+    build_sampler,
+    directions,
+    enqueue_teacher,
+)
+from autocompress.select import select
+from autocompress.store import Store, check_reachable, optuna_storage, safe_url
+from autocompress.targets import OnnxRuntimeTarget, build_target
+from autocompress.tasks import Task, build_task
+
+IDENTITY_ATTR = "autocompress:identity"
+TEACHER_ATTR = "autocompress:teacher"
+Callback = Callable[[optuna.Study, FrozenTrial], None]
+
+
+@dataclass
+class StudyResult:
+    """A study and its configuration; the front is always read fresh from storage."""
+
+    study: optuna.Study
+    loaded: LoadedStudy
+
+    @property
+    def front(self) -> list[FrontMember]:
+        return compute_front(self.study)
+
+    @property
+    def teacher(self) -> FrontMember | None:
+        return teacher_member(self.study)
+
+    def export(
+        self, out: str | Path | None = None, policy: str | None = None, overwrite: bool = False
+    ) -> Path:
+        return export_selected(self.study, self.loaded, out, policy, overwrite)
+
+
+def run_study(
+    study_file: str | Path,
+    *,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    storage: str | None = None,
+    study_name: str | None = None,
+    data: str | Path | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> StudyResult:
+    """Run (or resume) the study a file describes; returns when `n_trials` more are done.
+
+    Everything a user can get wrong is checked before anything is written.
+    """
+    loaded = load_study_config(
+        study_file,
+        n_trials=n_trials,
+        timeout=timeout,
+        storage=storage,
+        study_name=study_name,
+        data=data,
+    )
+    config = loaded.config
+    task = build_task(config)
+    target = build_target(config.target)
+    check_reachable(config.storage_url)
+    store = Store(config.storage_url)
+    study = _create_or_resume(loaded)
+    teacher = task.teacher(config.artifacts_path / "teachers")
+    teacher_accuracy = _describe_teacher(study, task, teacher, target)["accuracy"]
+    enqueue_teacher(study, loaded.space)
+    objective = Objective(loaded, task, teacher, target, teacher_accuracy, artifact_store(loaded))
+    try:
+        study.optimize(
+            objective,
+            n_trials=config.n_trials,
+            timeout=config.timeout,
+            callbacks=[FrontSnapshots(store), *callbacks],
+        )
+    finally:
+        store.close()
+    return StudyResult(study=study, loaded=loaded)
+
+
+def load_result(
+    study_file: str | Path, *, storage: str | None = None, study_name: str | None = None
+) -> StudyResult:
+    """An existing study, for reading its front or exporting from it."""
+    loaded = load_study_config(study_file, storage=storage, study_name=study_name)
+    return StudyResult(study=_load_existing(loaded), loaded=loaded)
+
+
+def stored_front(
+    study_file: str | Path, *, storage: str | None = None, study_name: str | None = None
+) -> tuple[list[FrontMember], FrontMember | None]:
+    """The latest front snapshot from our tables (what `autocompress front` prints),
+    and the teacher trial for reference."""
+    loaded = load_study_config(study_file, storage=storage, study_name=study_name)
+    study = _load_existing(loaded)
+    store = Store(loaded.config.storage_url)
+    try:
+        snapshot = store.latest_front(loaded.config.study_name)
+    finally:
+        store.close()
+    if snapshot is None:
+        raise UserError(f"study {loaded.config.study_name!r} has no completed trial yet")
+    return [FrontMember(**member) for member in snapshot.members], teacher_member(study)
+
+
+def export_selected(
+    study: optuna.Study,
+    loaded: LoadedStudy,
+    out: str | Path | None = None,
+    policy: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Pick a trial by policy and write its export folder; the export is recorded."""
+    config = loaded.config
+    policy = policy or config.export.policy
+    member = select(compute_front(study), policy, study, config.export.latency_budget_ms)
+    trial = next(t for t in study.get_trials(deepcopy=False) if t.number == member.trial_number)
+    out_path = Path(out) if out is not None else Path(config.export.dir) / config.study_name
+    digest = export_trial(
+        trial,
+        loaded,
+        artifact_store(loaded),
+        out_path,
+        policy,
+        {
+            "study_name": study.study_name,
+            "storage": safe_url(config.storage_url),
+            "teacher": study.user_attrs.get(TEACHER_ATTR),
+        },
+        overwrite=overwrite,
+    )
+    store = Store(config.storage_url)
+    try:
+        store.record_export(study.study_name, trial.number, policy, str(out_path.resolve()), digest)
+    finally:
+        store.close()
+    return out_path
+
+
+def artifact_store(loaded: LoadedStudy) -> FileSystemArtifactStore:
+    path = loaded.config.artifacts_path / "trials"
+    path.mkdir(parents=True, exist_ok=True)
+    return FileSystemArtifactStore(str(path))
+
+
+def _create_or_resume(loaded: LoadedStudy) -> optuna.Study:
+    config = loaded.config
+    identity = config.identity_hash()
+    storage = optuna_storage(config.storage_url)
+    try:
+        study = optuna.load_study(
+            study_name=config.study_name, storage=storage, sampler=build_sampler(config.sampler)
+        )
+    except KeyError:
+        study = optuna.create_study(
+            study_name=config.study_name,
+            storage=storage,
+            directions=directions(config.objectives.metrics),
+            sampler=build_sampler(config.sampler),
+        )
+        study.set_metric_names(list(config.objectives.metrics))
+        study.set_user_attr(IDENTITY_ATTR, identity)
+        study.set_user_attr("autocompress:study_file", str(loaded.source))
+        return study
+    if study.user_attrs.get(IDENTITY_ATTR) != identity:
+        raise UserError(
+            f"study {config.study_name!r} in {safe_url(config.storage_url)} was "
+            f"created from a different task, search space, objectives or target "
+            f"than {loaded.source}; its trials are not comparable. Use "
+            "--study-name for a new study"
+        )
+    return study
+
+
+def _load_existing(loaded: LoadedStudy) -> optuna.Study:
+    config = loaded.config
+    check_reachable(config.storage_url)
+    try:
+        return optuna.load_study(
+            study_name=config.study_name, storage=optuna_storage(config.storage_url)
+        )
+    except KeyError:
+        raise UserError(
+            f"no study named {config.study_name!r} in "
+            f"{safe_url(config.storage_url)}; run it first with "
+            f"`autocompress run {loaded.source}`"
+        ) from None
+
+
+def _describe_teacher(
+    study: optuna.Study, task: Task, teacher: nn.Module, target: OnnxRuntimeTarget
+) -> dict:
+    """Teacher facts kept with the study: FP32 ONNX test accuracy (the reference for the
+    accuracy-drop limit), its shape and its cache key (for rebuilding students)."""
+    stored = study.user_attrs.get(TEACHER_ATTR)
+    if stored is not None:
+        return stored
+    with tempfile.TemporaryDirectory(prefix="autocompress-teacher-") as workdir:
+        path = Path(workdir) / "teacher.onnx"
+        task.export_onnx(teacher, path)
+        metrics = task.evaluate(target.session(path), "test")
+    info = {
+        "accuracy": metrics["accuracy"],
+        "metrics": metrics,
+        "fingerprint": task.fingerprint(),
+        "spec": task.model_spec(teacher),
+    }
+    study.set_user_attr(TEACHER_ATTR, info)
+    return info

@@ -1,0 +1,216 @@
+"""`autocompress` on the command line: run, front, export, verify.
+
+User mistakes print one message and exit 2; a failed verification exits 1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import optuna
+import typer
+from optuna.trial import FrozenTrial, TrialState
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from autocompress import api
+from autocompress.config import load_study_config
+from autocompress.errors import UserError
+from autocompress.export import verify as verify_folder
+from autocompress.front import FrontMember
+
+app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
+# Tables are wide; when output is piped (CI, logs) do not squeeze them into 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 160)
+errors = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+StudyFile = Annotated[Path, typer.Argument(help="A study file, e.g. studies/german_credit.yaml")]
+StorageOption = Annotated[
+    str | None, typer.Option("--storage", help="SQLAlchemy URL; overrides the study file")
+]
+StudyNameOption = Annotated[
+    str | None, typer.Option("--study-name", help="Optuna study name; overrides the study file")
+]
+
+
+def user_errors(command: F) -> F:
+    """Print a `UserError` once, without a traceback, and exit with its code."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except UserError as error:
+            errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            raise typer.Exit(error.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.command()
+@user_errors
+def run(
+    study_file: StudyFile,
+    n_trials: Annotated[int | None, typer.Option("--n-trials", help="Trials to add")] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", help="Seconds to run")] = None,
+    storage: StorageOption = None,
+    study_name: StudyNameOption = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Data file; overrides the study")
+    ] = None,
+    export: Annotated[bool, typer.Option(help="Export the selected trial at the end")] = True,
+) -> None:
+    """Run (or resume) a study, print its Pareto front and export the selection."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("onnxruntime").setLevel(logging.ERROR)
+    planned = n_trials or load_study_config(study_file).config.n_trials
+    with _progress() as progress:
+        bar = progress.add_task("trials", total=planned, last="training or loading the teacher")
+        result = api.run_study(
+            study_file,
+            n_trials=n_trials,
+            timeout=timeout,
+            storage=storage,
+            study_name=study_name,
+            data=data,
+            callbacks=[_progress_callback(progress, bar)],
+        )
+    config = result.loaded.config
+    _print_front(
+        result.front,
+        result.teacher,
+        f"Pareto front of {config.study_name} ({len(result.study.trials)} trials, feasible only)",
+    )
+    if export:
+        out = result.export(overwrite=True)
+        console.print(
+            f"exported trial selected by policy [bold]{config.export.policy}[/] "
+            f"to [bold]{out}[/]  (check it with: autocompress verify {out})"
+        )
+
+
+@app.command()
+@user_errors
+def front(
+    study_file: StudyFile,
+    storage: StorageOption = None,
+    study_name: StudyNameOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Print the latest stored Pareto front of a study."""
+    members, teacher = api.stored_front(study_file, storage=storage, study_name=study_name)
+    if as_json:
+        sys.stdout.write(json.dumps([m.to_dict() for m in members], indent=2) + "\n")
+    else:
+        _print_front(members, teacher, "Pareto front (latest snapshot)")
+
+
+@app.command()
+@user_errors
+def export(
+    study_file: StudyFile,
+    out: Annotated[Path, typer.Option("--out", help="Folder to create")],
+    policy: Annotated[
+        str | None, typer.Option("--policy", help="fastest | most_accurate | trial:N")
+    ] = None,
+    storage: StorageOption = None,
+    study_name: StudyNameOption = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing folder")] = False,
+) -> None:
+    """Export one trial of a study as a verifiable folder."""
+    result = api.load_result(study_file, storage=storage, study_name=study_name)
+    path = result.export(out, policy=policy, overwrite=overwrite)
+    console.print(f"exported to [bold]{path}[/]")
+
+
+@app.command()
+@user_errors
+def verify(folder: Annotated[Path, typer.Argument(help="An export folder")]) -> None:
+    """Check every file of an export against its sha256 manifest."""
+    count = verify_folder(folder)
+    console.print(f"[green]OK[/] {folder}: {count} files match manifest.json")
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[last]}"),
+        console=console,
+        transient=False,
+    )
+
+
+def _progress_callback(progress: Progress, bar: Any) -> Callable[[optuna.Study, FrozenTrial], None]:
+    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
+        summary = trial.user_attrs.get("recipe_summary", "")
+        if trial.state == TrialState.PRUNED:
+            last = f"#{trial.number} pruned: {trial.user_attrs.get('pruned_reason', '')}"
+        elif trial.state == TrialState.COMPLETE:
+            metrics = trial.user_attrs.get("metrics", {})
+            latency = trial.user_attrs.get("measurement", {}).get("latency_p50_ms", float("nan"))
+            last = (
+                f"#{trial.number} {summary}: acc {metrics.get('accuracy', 0):.3f} "
+                f"p50 {latency:.3f} ms"
+            )
+        else:
+            last = f"#{trial.number} {trial.state.name.lower()}"
+        progress.update(bar, advance=1, last=last)
+
+    return callback
+
+
+def _print_front(members: list[FrontMember], teacher: FrontMember | None, title: str) -> None:
+    """The front sorted by latency; the teacher is always shown, marked when dominated."""
+    table = Table(
+        title=title,
+        caption="(teacher, dominated) = the uncompressed baseline, "
+        "not on the front because another trial beats it on every objective",
+    )
+    on_front = {m.trial_number for m in members}
+    rows = list(members)
+    if teacher is not None and teacher.trial_number not in on_front:
+        rows.append(teacher)
+    for column in (
+        "trial",
+        "recipe",
+        "accuracy",
+        "f1",
+        "roc_auc",
+        "p50 ms",
+        "p90 ms",
+        "size KB",
+        "params",
+    ):
+        table.add_column(column, justify="left" if column == "recipe" else "right")
+    for member in sorted(rows, key=lambda m: m.metrics.get("latency_p50_ms") or 0.0):
+        m = member.metrics
+        name = str(member.trial_number)
+        if member.is_teacher:
+            name += " (teacher)" if member.trial_number in on_front else " (teacher, dominated)"
+        table.add_row(
+            name,
+            str(m.get("recipe", "")),
+            f"{m['accuracy']:.4f}",
+            f"{m['f1']:.4f}",
+            f"{m['roc_auc']:.4f}",
+            f"{m['latency_p50_ms']:.3f}",
+            f"{m['latency_p90_ms']:.3f}",
+            f"{(m['size_bytes'] or 0) / 1024:.1f}",
+            f"{m.get('num_parameters') or 0:,}",
+        )
+    console.print(table)
+
+
+def main() -> None:
+    app()

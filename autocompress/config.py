@@ -1,0 +1,323 @@
+"""Study files: YAML in, a validated `StudyConfig` out.
+
+Validate at the edge, then trust. Every error names the file, the key path, what
+was wrong and what is allowed. Inputs a study file names (search space, data) are
+found relative to the study file; outputs (database, exports) go under the
+current directory's `runs/` unless the file says otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from autocompress.errors import UserError
+from autocompress.recipe import RECIPE_FIELDS, FieldSpec
+
+EMBEDDED_PREFIX = "embedded:"
+DEFAULT_RUNS_DIR = Path("runs")
+OBJECTIVE_METRICS = (
+    "accuracy",
+    "f1",
+    "roc_auc",
+    "latency_p50_ms",
+    "latency_p90_ms",
+    "size_bytes",
+)
+Fraction = Annotated[float, Field(gt=0.0, lt=0.5)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Strict):
+    path: str
+    label: str
+    positive_label: str | int | None = None
+    categorical: list[str] | None = None
+    drop_columns: list[str] = []
+    test_size: Fraction = 0.2
+    valid_size: Fraction = 0.2
+    seed: int = 0
+
+
+class TeacherConfig(_Strict):
+    hidden_sizes: list[Annotated[int, Field(gt=0)]] = [512, 512, 256]
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+    epochs: Annotated[int, Field(gt=0)] = 60
+    batch_size: Annotated[int, Field(gt=0)] = 64
+    learning_rate: Annotated[float, Field(gt=0.0)] = 1e-3
+    weight_decay: Annotated[float, Field(ge=0.0)] = 1e-4
+    patience: Annotated[int, Field(gt=0)] = 10
+
+
+class TaskConfig(_Strict):
+    kind: Literal["credit"]
+    data: DataConfig
+    teacher: TeacherConfig = TeacherConfig()
+
+
+class ObjectivesConfig(_Strict):
+    metrics: list[Literal[OBJECTIVE_METRICS]] = ["accuracy", "f1", "latency_p50_ms"]  # type: ignore[valid-type]
+    f1_average: Literal["macro", "positive"] = "macro"
+
+
+class ConstraintsConfig(_Strict):
+    max_accuracy_drop: Annotated[float, Field(ge=0.0, le=1.0)] = 0.02
+
+
+class TargetConfig(_Strict):
+    runtime: Literal["onnxruntime"] = "onnxruntime"
+    execution_provider: str = "CPUExecutionProvider"
+    intra_op_threads: Annotated[int, Field(ge=1)] = 1
+    batch_size: Annotated[int, Field(ge=1)] = 256
+    warmup: Annotated[int, Field(ge=0)] = 10
+    repeats: Annotated[int, Field(ge=3)] = 50
+
+
+class SamplerConfig(_Strict):
+    name: Literal["tpe", "nsga2", "random"] = "tpe"
+    seed: int | None = 0
+
+
+class ExportConfig(_Strict):
+    policy: str = "fastest"
+    latency_budget_ms: Annotated[float, Field(gt=0.0)] | None = None
+    dir: str = str(DEFAULT_RUNS_DIR / "exports")
+
+
+class StudyConfig(_Strict):
+    study_name: str
+    search_space: str | dict[str, Any]
+    task: TaskConfig
+    storage: str | None = None
+    artifacts_dir: str | None = None
+    n_trials: Annotated[int, Field(ge=1)] = 30
+    timeout: Annotated[float, Field(gt=0.0)] | None = None
+    objectives: ObjectivesConfig = ObjectivesConfig()
+    constraints: ConstraintsConfig = ConstraintsConfig()
+    target: TargetConfig = TargetConfig()
+    sampler: SamplerConfig = SamplerConfig()
+    export: ExportConfig = ExportConfig()
+
+    @property
+    def storage_url(self) -> str:
+        if self.storage:
+            return self.storage
+        return f"sqlite:///{DEFAULT_RUNS_DIR / 'autocompress.db'}"
+
+    @property
+    def artifacts_path(self) -> Path:
+        return Path(self.artifacts_dir) if self.artifacts_dir else DEFAULT_RUNS_DIR / "artifacts"
+
+    def identity_hash(self) -> str:
+        """What makes trials of one study comparable: task, space, objectives, target.
+
+        The data path is left out (a moved checkout is the same study); the data's
+        content is covered by the teacher cache key.
+        """
+        keys = ("task", "search_space", "objectives", "constraints", "target")
+        dumped = self.model_dump(include=set(keys), exclude={"task": {"data": {"path"}}})
+        payload = json.dumps(dumped, sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ParamSpace:
+    """One searchable recipe field: a range, a list of choices, or a fixed value."""
+
+    name: str
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    log: bool = False
+    choices: tuple[Any, ...] | None = None
+    fixed: Any = None
+
+    @property
+    def is_fixed(self) -> bool:
+        return self.low is None and self.choices is None
+
+
+@dataclass(frozen=True)
+class LoadedStudy:
+    """A validated study file together with its parsed search space."""
+
+    config: StudyConfig
+    space: dict[str, ParamSpace]
+    source: Path
+
+
+def load_study_config(path: str | Path, **overrides: Any) -> LoadedStudy:
+    """Read, resolve and validate a study file; `overrides` use the file's own key names.
+
+    Recognised overrides: study_name, storage, n_trials, timeout, data (the data file).
+    A value of None leaves the file's value alone.
+    """
+    source = Path(path)
+    raw = _read_yaml(source)
+    base = source.parent
+    data = raw.get("task", {}).get("data") if isinstance(raw.get("task"), dict) else None
+    if isinstance(data, dict) and isinstance(data.get("path"), str):
+        data["path"] = _resolve_input(base, data["path"])
+    if isinstance(raw.get("search_space"), str):
+        raw["search_space"] = _resolve_input(base, raw["search_space"])
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key == "data":
+            raw.setdefault("task", {}).setdefault("data", {})["path"] = str(Path(value).resolve())
+        else:
+            raw[key] = value
+    try:
+        config = StudyConfig.model_validate(raw)
+    except ValidationError as error:
+        raise UserError(_format_validation_error(source, error)) from None
+    if isinstance(config.search_space, str):
+        space_file = Path(config.search_space)
+        space = parse_search_space(_read_yaml(space_file), space_file)
+    else:
+        space = parse_search_space(config.search_space, source, prefix="search_space.")
+    _check_consistency(config, source)
+    return LoadedStudy(config=config, space=space, source=source)
+
+
+def parse_search_space(
+    raw: dict[str, Any], source: Path, prefix: str = ""
+) -> dict[str, ParamSpace]:
+    """Turn `{field: {low, high} | {choices} | value}` into `ParamSpace`s, checked per field."""
+    space: dict[str, ParamSpace] = {}
+    for name, value in raw.items():
+        where = f"{source}: {prefix}{name}"
+        spec = RECIPE_FIELDS.get(name)
+        if spec is None:
+            allowed = ", ".join(RECIPE_FIELDS)
+            raise UserError(f"{where}: unknown search-space key; allowed keys: {allowed}")
+        space[name] = _parse_param(name, value, spec, where)
+    if not space:
+        raise UserError(
+            f"{source}: the search space is empty; name at least one of {', '.join(RECIPE_FIELDS)}"
+        )
+    return space
+
+
+def _parse_param(name: str, value: Any, spec: FieldSpec, where: str) -> ParamSpace:
+    if not isinstance(value, dict):
+        _check_value(value, spec, where)
+        return ParamSpace(name=name, fixed=value)
+    unknown = set(value) - {"low", "high", "step", "log", "choices"}
+    if unknown:
+        raise UserError(
+            f"{where}: unknown key(s) {sorted(unknown)}; "
+            "use {low, high, step, log} for a range or {choices: [...]}"
+        )
+    if "choices" in value:
+        choices = value["choices"]
+        if not isinstance(choices, list) or not choices:
+            raise UserError(f"{where}.choices: empty search range; give a non-empty list")
+        for choice in choices:
+            _check_value(choice, spec, f"{where}.choices")
+        return ParamSpace(name=name, choices=tuple(choices))
+    if spec.choices is not None:
+        raise UserError(f"{where}: takes {{choices: [...]}} from {list(spec.choices)}, not a range")
+    if "low" not in value or "high" not in value:
+        raise UserError(f"{where}: a range needs both 'low' and 'high'")
+    low, high = value["low"], value["high"]
+    _check_value(low, spec, f"{where}.low")
+    _check_value(high, spec, f"{where}.high")
+    if low > high:
+        raise UserError(f"{where}: empty search range (low {low} > high {high}); make low <= high")
+    step = value.get("step")
+    if step is not None and (not _is_kind(step, float) or step <= 0 or step > high - low > 0):
+        raise UserError(
+            f"{where}.step: {step!r} must be a positive number no larger than "
+            f"high - low ({high - low})"
+        )
+    log = bool(value.get("log", False))
+    if log and low <= 0:
+        raise UserError(f"{where}: log=true needs low > 0 (got {low})")
+    return ParamSpace(name=name, low=low, high=high, step=step, log=log)
+
+
+def _check_value(value: Any, spec: FieldSpec, where: str) -> None:
+    if not _is_kind(value, spec.kind):
+        raise UserError(f"{where}: expected {spec.kind.__name__}, got {value!r}")
+    if spec.choices is not None and value not in spec.choices:
+        raise UserError(f"{where}: {value!r} is not allowed; allowed values: {list(spec.choices)}")
+    if spec.low is not None and not (spec.low <= value <= spec.high):
+        raise UserError(
+            f"{where}: {value!r} is outside the allowed range [{spec.low}, {spec.high}]"
+        )
+
+
+def _is_kind(value: Any, kind: type) -> bool:
+    if kind is bool or isinstance(value, bool):
+        return kind is bool and isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, int | float)
+    return isinstance(value, kind)
+
+
+def _check_consistency(config: StudyConfig, source: Path) -> None:
+    policy = config.export.policy
+    if policy not in ("fastest", "most_accurate") and not policy.startswith("trial:"):
+        raise UserError(
+            f"{source}: export.policy: {policy!r} is not allowed; allowed values: "
+            "fastest, most_accurate, trial:N"
+        )
+    metrics = config.objectives.metrics
+    if len(set(metrics)) != len(metrics):
+        raise UserError(f"{source}: objectives.metrics: {metrics} names a metric twice")
+
+
+def _resolve_input(base: Path, value: str) -> str:
+    if value.startswith(EMBEDDED_PREFIX):
+        return value
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise UserError(
+            f"{path}: file not found; check the path (relative paths in a study "
+            "file are resolved against the study file's folder)"
+        )
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise UserError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: expected a mapping of keys at the top level")
+    return raw
+
+
+def _format_validation_error(source: Path, error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        if item["type"] == "extra_forbidden":
+            allowed = ", ".join(_allowed_keys(item["loc"][:-1]))
+            lines.append(f"{source}: {key}: unknown key; allowed keys: {allowed}")
+        elif item["type"] == "missing":
+            lines.append(f"{source}: {key}: required key is missing")
+        else:
+            lines.append(f"{source}: {key}: {item['msg']} (got {item.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    model: type[BaseModel] = StudyConfig
+    for part in loc:
+        annotation = model.model_fields[str(part)].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)

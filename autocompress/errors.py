@@ -1,0 +1,24 @@
+"""The one error type for user mistakes.
+
+Raised deep where the mistake is found, printed once at the CLI edge as a single
+message with exit code 2 and no traceback. Anything else is a bug and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A mistake the user can fix: bad study file, missing data, unreachable database."""
+
+    exit_code = 2
+
+
+class VerificationError(UserError):
+    """An export folder whose files no longer match its manifest."""
+
+    exit_code = 1
+
+
+class Unsupported(Exception):
+    """A recipe the target cannot run; the trial is pruned with this message as its reason."""

@@ -1,0 +1,120 @@
+"""Export folders: the selected model, what rebuilds it, what it scored, and a manifest.
+
+Written atomically (staging folder + rename). `manifest.json` holds the sha256 of
+every other file; `verify` recomputes them and names every difference.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from optuna.artifacts import FileSystemArtifactStore, download_artifact
+from optuna.trial import FrozenTrial
+
+from autocompress import __version__
+from autocompress.atomic import atomic_directory
+from autocompress.config import LoadedStudy
+from autocompress.errors import UserError, VerificationError
+from autocompress.tasks.data_files import file_sha256
+
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = "autocompress.manifest/1"
+
+
+def export_trial(
+    trial: FrozenTrial,
+    loaded: LoadedStudy,
+    artifact_store: FileSystemArtifactStore,
+    out: Path,
+    policy: str,
+    study_info: dict[str, Any],
+    overwrite: bool = False,
+) -> str:
+    """Write `trial`'s export to `out`; returns the manifest's own sha256."""
+    artifacts: dict[str, str] = trial.user_attrs.get("artifacts", {})
+    if not artifacts:
+        raise UserError(f"trial {trial.number} has no stored model; it cannot be exported")
+    with atomic_directory(out, overwrite=overwrite) as staging:
+        for name, artifact_id in artifacts.items():
+            try:
+                download_artifact(
+                    artifact_store=artifact_store,
+                    file_path=str(staging / name),
+                    artifact_id=artifact_id,
+                )
+            except Exception as error:  # the store raises its own not-found errors
+                raise UserError(
+                    f"trial {trial.number}: stored artifact {name} ({artifact_id}) "
+                    f"is missing from the artifact store: {error}"
+                ) from None
+        config = {
+            "format": "autocompress.export/1",
+            "autocompress_version": __version__,
+            "created_at": datetime.now(UTC).isoformat(),
+            "study": {**study_info, "trial_number": trial.number, "policy": policy},
+            "recipe": trial.user_attrs["recipe"],
+            "student_spec": trial.user_attrs["student_spec"],
+            "task": loaded.config.task.model_dump(),
+            "target": loaded.config.target.model_dump(),
+        }
+        (staging / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        metrics = {
+            "metrics": trial.user_attrs["metrics"],
+            "measurement": trial.user_attrs["measurement"],
+            "accuracy_drop": trial.user_attrs.get("accuracy_drop"),
+            "num_parameters": trial.user_attrs.get("num_parameters"),
+            "objectives": dict(zip(loaded.config.objectives.metrics, trial.values, strict=True)),
+        }
+        (staging / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        write_manifest(staging)
+    return file_sha256(out / MANIFEST)
+
+
+def write_manifest(folder: Path) -> None:
+    files = {
+        path.relative_to(folder).as_posix(): {
+            "sha256": file_sha256(path),
+            "bytes": path.stat().st_size,
+        }
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name != MANIFEST
+    }
+    (folder / MANIFEST).write_text(
+        json.dumps({"format": MANIFEST_FORMAT, "files": files}, indent=2)
+    )
+
+
+def verify(folder: str | Path) -> int:
+    """Check every file against the manifest; raises `VerificationError` naming each problem.
+
+    Returns the number of files verified.
+    """
+    folder = Path(folder)
+    manifest_path = folder / MANIFEST
+    if not manifest_path.is_file():
+        raise VerificationError(f"{folder}: no {MANIFEST}; this is not an autocompress export")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        listed: dict[str, dict[str, Any]] = manifest["files"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise VerificationError(f"{manifest_path}: unreadable manifest ({error})") from None
+    problems = []
+    for name, entry in listed.items():
+        path = folder / name
+        if not path.is_file():
+            problems.append(f"missing: {name}")
+        elif file_sha256(path) != entry.get("sha256"):
+            problems.append(f"changed: {name} (sha256 differs from the manifest)")
+    present = {
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.is_file() and p.name != MANIFEST
+    }
+    problems += [f"not in manifest: {name}" for name in sorted(present - set(listed))]
+    if problems:
+        raise VerificationError(f"{folder}: verification FAILED\n  " + "\n  ".join(problems))
+    return len(listed)

@@ -1,0 +1,67 @@
+"""The feasible Pareto front of a study, as plain rows people and tables can read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from autocompress.pareto import pareto_front
+
+TEACHER_ROLE = "teacher"
+
+
+@dataclass(frozen=True)
+class FrontMember:
+    """One trial on the front: its params and every metric it recorded."""
+
+    trial_number: int
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+
+    @property
+    def is_teacher(self) -> bool:
+        return self.metrics.get("role") == TEACHER_ROLE
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"trial_number": self.trial_number, "params": self.params, "metrics": self.metrics}
+
+    @classmethod
+    def from_trial(cls, trial: FrozenTrial) -> FrontMember:
+        attrs = trial.user_attrs
+        metrics = {
+            **attrs.get("metrics", {}),
+            **{k: v for k, v in attrs.get("measurement", {}).items() if k.startswith("latency")},
+            "size_bytes": attrs.get("measurement", {}).get("size_bytes"),
+            "accuracy_drop": attrs.get("accuracy_drop"),
+            "num_parameters": attrs.get("num_parameters"),
+            "recipe": attrs.get("recipe_summary"),
+            "role": attrs.get("role"),
+        }
+        return cls(trial_number=trial.number, params=dict(trial.params), metrics=metrics)
+
+
+def teacher_member(study: optuna.Study) -> FrontMember | None:
+    """The completed teacher trial (the baseline), whether or not it is on the front."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if trial.user_attrs.get("role") == TEACHER_ROLE:
+            return FrontMember.from_trial(trial)
+    return None
+
+
+def feasible_complete_trials(study: optuna.Study) -> list[FrozenTrial]:
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return [t for t in trials if all(v <= 0.0 for v in t.constraints.values())]
+
+
+def compute_front(study: optuna.Study) -> list[FrontMember]:
+    """Feasible, non-dominated complete trials, ordered by trial number."""
+    trials = feasible_complete_trials(study)
+    if not trials:
+        return []
+    directions = [d.name.lower() for d in study.directions]
+    values = np.array([t.values for t in trials], dtype=float)
+    return [FrontMember.from_trial(trials[i]) for i in pareto_front(values, directions)]

@@ -1,0 +1,151 @@
+"""Bit-width passes on the ONNX graph: FP32 in, the recipe's precision out.
+
+32 copies; 16 converts weights and compute to float16 (inputs and outputs stay
+float32); 8 is onnxruntime int8, dynamic or static QDQ with calibration data;
+4 is weight-only int4 (`MatMulNBits`). Nothing falls back silently: a graph the
+chosen precision cannot quantize raises `Unsupported`.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    QuantFormat,
+    QuantType,
+    quantize_dynamic,
+    quantize_static,
+)
+
+from autocompress.errors import Unsupported
+from autocompress.recipe import Recipe
+
+
+@contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    """onnxruntime's quantizers log per-tensor INFO lines and advice on the root logger."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+class _FeedReader(CalibrationDataReader):
+    def __init__(self, feeds: list[dict[str, np.ndarray]]) -> None:
+        self._feeds: Iterator[dict[str, np.ndarray]] = iter(feeds)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._feeds, None)
+
+
+def apply_precision(
+    source: Path, destination: Path, recipe: Recipe, calibration: list[dict[str, np.ndarray]]
+) -> None:
+    """Write `source` (FP32 ONNX) at `recipe.bits` precision to `destination`."""
+    with _quiet_quantizer():
+        _apply(source, destination, recipe, calibration)
+
+
+def _apply(
+    source: Path, destination: Path, recipe: Recipe, calibration: list[dict[str, np.ndarray]]
+) -> None:
+    if recipe.bits == 32:
+        shutil.copyfile(source, destination)
+    elif recipe.bits == 16:
+        _to_float16(source, destination)
+    elif recipe.bits == 8 and recipe.int8_mode == "dynamic":
+        quantize_dynamic(
+            source, destination, weight_type=QuantType.QInt8, per_channel=recipe.per_channel
+        )
+    elif recipe.bits == 8:
+        quantize_static(
+            source,
+            destination,
+            _FeedReader(calibration),
+            quant_format=QuantFormat.QDQ,
+            per_channel=recipe.per_channel,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
+    elif recipe.bits == 4:
+        _to_int4_weight_only(source, destination, recipe.int4_block_size)
+    else:
+        raise Unsupported(f"bits={recipe.bits} is not a known precision")
+
+
+def _to_float16(source: Path, destination: Path) -> None:
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(source), keep_io_types=True)
+    onnx.save(model, destination)
+
+
+def _to_int4_weight_only(source: Path, destination: Path, block_size: int) -> None:
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    model = gemm_to_matmul(onnx.load(source))
+    quantizer = MatMulNBitsQuantizer(model, bits=4, block_size=block_size, is_symmetric=True)
+    quantizer.process()
+    quantized = quantizer.model.model
+    if not any(node.op_type == "MatMulNBits" for node in quantized.graph.node):
+        raise Unsupported("int4 weight-only quantization found no MatMul weights to quantize")
+    onnx.save(quantized, destination)
+
+
+def gemm_to_matmul(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Rewrite `Gemm(X, W, b)` as `MatMul(X, Wᵀ) + b`.
+
+    Linear layers export as Gemm, but onnxruntime's weight-only quantizer handles
+    only MatMul; this is an exact rewrite, not an approximation.
+    """
+    graph = model.graph
+    weights = {init.name: init for init in graph.initializer}
+    nodes = []
+    for node in graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        rewritable = (
+            node.op_type == "Gemm"
+            and node.input[1] in weights
+            and attrs.get("transA", 0) == 0
+            and attrs.get("alpha", 1.0) == 1.0
+            and attrs.get("beta", 1.0) == 1.0
+        )
+        if not rewritable:
+            nodes.append(node)
+            continue
+        weight = numpy_helper.to_array(weights[node.input[1]])
+        if attrs.get("transB", 0):
+            weight = weight.T
+        weight_name = f"{node.input[1]}_for_matmul"
+        graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(weight), weight_name))
+        has_bias = len(node.input) > 2 and node.input[2]
+        product = f"{node.output[0]}_matmul" if has_bias else node.output[0]
+        nodes.append(
+            helper.make_node(
+                "MatMul", [node.input[0], weight_name], [product], name=f"{node.name}_MatMul"
+            )
+        )
+        if has_bias:
+            nodes.append(
+                helper.make_node(
+                    "Add", [product, node.input[2]], [node.output[0]], name=f"{node.name}_Add"
+                )
+            )
+    del graph.node[:]
+    graph.node.extend(nodes)
+    used = {name for node in graph.node for name in node.input}
+    kept = [init for init in graph.initializer if init.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    return model

@@ -1,0 +1,84 @@
+"""One recipe through the whole chain: torch passes → ONNX → precision → target → score.
+
+The search calls this for every trial; later, the nightly job calls it to
+re-measure a champion on today's machine. One way to turn a recipe into numbers.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from autocompress.passes import TORCH_PASSES, PassContext, apply_precision
+from autocompress.recipe import Recipe
+from autocompress.targets import Measurement, OnnxRuntimeTarget
+from autocompress.tasks import Task
+
+MODEL_FILE = "model.onnx"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What one recipe produced: files in a folder, scores, and its latency on the target."""
+
+    recipe: Recipe
+    metrics: dict[str, float]
+    measurement: Measurement
+    student_spec: dict
+    num_parameters: int
+    files: list[str]
+
+
+def build_student(
+    task: Task,
+    teacher: nn.Module,
+    recipe: Recipe,
+    seed: int = 0,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> nn.Module:
+    """Run the torch passes on a copy of the teacher (the teacher itself is never changed)."""
+    model = copy.deepcopy(teacher)
+    context = PassContext(task=task, seed=seed, on_epoch=on_epoch)
+    for compression_pass in TORCH_PASSES:
+        model = compression_pass.apply(model, recipe, context)
+    return model.eval()
+
+
+def evaluate_recipe(
+    task: Task,
+    teacher: nn.Module,
+    target: OnnxRuntimeTarget,
+    recipe: Recipe,
+    folder: Path,
+    seed: int = 0,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> Evaluation:
+    """Compress, export to `folder`, measure on the target and score on the test split.
+
+    Raises `Unsupported` when the target cannot run the recipe.
+    """
+    target.check(recipe)
+    student = build_student(task, teacher, recipe, seed, on_epoch)
+    fp32_path = folder / "model.fp32.onnx"
+    model_path = folder / MODEL_FILE
+    task.export_onnx(student, fp32_path)
+    apply_precision(fp32_path, model_path, recipe, task.calibration_feeds())
+    fp32_path.unlink()
+    session = target.session(model_path)
+    measurement = target.measure(
+        session, task.measurement_feed(target.config.batch_size), model_path
+    )
+    metrics = task.evaluate(session, "test")
+    extras = task.write_extras(folder)
+    return Evaluation(
+        recipe=recipe,
+        metrics=metrics,
+        measurement=measurement,
+        student_spec=task.model_spec(student),
+        num_parameters=sum(p.numel() for p in student.parameters()),
+        files=[MODEL_FILE, *extras],
+    )

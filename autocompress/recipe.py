@@ -1,0 +1,87 @@
+"""The full compression configuration of one trial.
+
+A `Recipe` is plain data made from a trial's params. It is written as
+`config.yaml` in every export, and is enough (with the teacher) to rebuild the
+same model. `RECIPE_FIELDS` is the single description of what a search space may
+name, with the values each field allows and when it is active.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+IMPORTANCE_CRITERIA = ("l1", "l2", "lamp", "taylor", "random")
+BIT_WIDTHS = (32, 16, 8, 4)
+INT8_MODES = ("dynamic", "static")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One point of the search space; defaults are the identity (the teacher itself)."""
+
+    pruning_ratio: float = 0.0
+    pruning_importance: str = "l2"
+    finetune_epochs: int = 0
+    kd_temperature: float = 1.0
+    kd_alpha: float = 0.0
+    bits: int = 32
+    int8_mode: str = "dynamic"
+    per_channel: bool = False
+    int4_block_size: int = 32
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Recipe:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    @property
+    def describe(self) -> str:
+        """A one-line summary of what the pass chain does, for tables and notes."""
+        parts = []
+        if self.pruning_ratio > 0:
+            parts.append(f"prune {self.pruning_ratio:.0%} ({self.pruning_importance})")
+        if self.finetune_epochs > 0:
+            kd = f"KD T={self.kd_temperature:.1f} a={self.kd_alpha:.2f}" if self.kd_alpha else "FT"
+            parts.append(f"{kd} {self.finetune_epochs}ep")
+        precision = {32: "fp32", 16: "fp16", 4: f"int4 w/o b{self.int4_block_size}"}
+        if self.bits == 8:
+            parts.append(f"int8 {self.int8_mode}{' per-ch' if self.per_channel else ''}")
+        else:
+            parts.append(precision[self.bits])
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """What a search space may say about one recipe field."""
+
+    kind: type
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[Any, ...] | None = None
+    active: Callable[[Mapping[str, Any]], bool] = lambda params: True
+    note: str = ""
+
+
+RECIPE_FIELDS: dict[str, FieldSpec] = {
+    "pruning_ratio": FieldSpec(float, 0.0, 0.95, note="fraction of channels removed"),
+    "pruning_importance": FieldSpec(
+        str,
+        choices=IMPORTANCE_CRITERIA,
+        active=lambda p: p.get("pruning_ratio", 0.0) > 0,
+    ),
+    "finetune_epochs": FieldSpec(int, 0, 500),
+    "kd_temperature": FieldSpec(float, 1.0, 50.0, active=lambda p: p.get("finetune_epochs", 0) > 0),
+    "kd_alpha": FieldSpec(float, 0.0, 1.0, active=lambda p: p.get("finetune_epochs", 0) > 0),
+    "bits": FieldSpec(int, choices=BIT_WIDTHS),
+    "int8_mode": FieldSpec(str, choices=INT8_MODES, active=lambda p: p.get("bits") == 8),
+    "per_channel": FieldSpec(bool, choices=(True, False), active=lambda p: p.get("bits") == 8),
+    "int4_block_size": FieldSpec(
+        int, choices=(16, 32, 64, 128), active=lambda p: p.get("bits") == 4
+    ),
+}

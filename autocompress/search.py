@@ -1,0 +1,154 @@
+"""The Optuna side: samplers, suggesting recipes, the objective, and front snapshots."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from optuna.trial import FrozenTrial, Trial, TrialState
+from torch import nn
+
+from autocompress.config import LoadedStudy, ParamSpace, SamplerConfig
+from autocompress.errors import Unsupported
+from autocompress.front import TEACHER_ROLE, compute_front
+from autocompress.pipeline import evaluate_recipe
+from autocompress.recipe import RECIPE_FIELDS, Recipe
+from autocompress.store import Store
+from autocompress.targets import OnnxRuntimeTarget
+from autocompress.tasks import Task
+
+MAXIMIZED = {"accuracy", "f1", "roc_auc"}
+ACCURACY_DROP = "accuracy_drop"
+
+
+def directions(metrics: list[str]) -> list[str]:
+    return ["maximize" if m in MAXIMIZED else "minimize" for m in metrics]
+
+
+def build_sampler(config: SamplerConfig) -> optuna.samplers.BaseSampler:
+    if config.name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=config.seed)
+    if config.name == "random":
+        return optuna.samplers.RandomSampler(seed=config.seed)
+    return optuna.samplers.TPESampler(seed=config.seed, multivariate=True, group=True)
+
+
+def suggest_recipe(trial: Trial, space: dict[str, ParamSpace]) -> Recipe:
+    """Ask the trial for every active field, in `RECIPE_FIELDS` order (define-by-run)."""
+    values: dict[str, object] = {}
+    for name, spec in RECIPE_FIELDS.items():
+        param = space.get(name)
+        if param is None or not spec.active(values):
+            continue
+        if param.is_fixed:
+            values[name] = param.fixed
+        elif param.choices is not None:
+            values[name] = trial.suggest_categorical(name, list(param.choices))
+        elif spec.kind is int:
+            step = int(param.step or 1)
+            values[name] = trial.suggest_int(
+                name, int(param.low), int(param.high), step=step, log=param.log
+            )
+        else:
+            values[name] = trial.suggest_float(
+                name, param.low, param.high, step=param.step, log=param.log
+            )
+    return Recipe(**values)
+
+
+def teacher_params(space: dict[str, ParamSpace]) -> dict[str, object]:
+    """The identity recipe expressed in the space's searchable params (for enqueueing)."""
+    identity = Recipe().to_dict()
+    params: dict[str, object] = {}
+    for name, spec in RECIPE_FIELDS.items():
+        param = space.get(name)
+        if param is not None and not param.is_fixed and spec.active(identity):
+            params[name] = identity[name]
+    return params
+
+
+def enqueue_teacher(study: optuna.Study, space: dict[str, ParamSpace]) -> None:
+    """Trial 0 is the uncompressed teacher, so the front always holds the baseline."""
+    if not study.get_trials(deepcopy=False):
+        study.enqueue_trial(teacher_params(space), user_attrs={"role": TEACHER_ROLE})
+
+
+class Objective:
+    """Turns one trial into objective values; unsupported recipes become pruned trials."""
+
+    def __init__(
+        self,
+        loaded: LoadedStudy,
+        task: Task,
+        teacher: nn.Module,
+        target: OnnxRuntimeTarget,
+        teacher_accuracy: float,
+        artifact_store: FileSystemArtifactStore,
+    ) -> None:
+        self.loaded = loaded
+        self.task = task
+        self.teacher = teacher
+        self.target = target
+        self.teacher_accuracy = teacher_accuracy
+        self.artifact_store = artifact_store
+
+    def __call__(self, trial: Trial) -> list[float]:
+        config = self.loaded.config
+        recipe = suggest_recipe(trial, self.loaded.space)
+        if trial.user_attrs.get("role") == TEACHER_ROLE:
+            recipe = Recipe()
+        trial.set_user_attr("recipe", recipe.to_dict())
+        trial.set_user_attr("recipe_summary", recipe.describe)
+        with tempfile.TemporaryDirectory(prefix="autocompress-trial-") as workdir:
+            try:
+                evaluation = evaluate_recipe(
+                    self.task,
+                    self.teacher,
+                    self.target,
+                    recipe,
+                    Path(workdir),
+                    seed=self.task.seed,
+                )
+            except Unsupported as reason:
+                trial.set_user_attr("pruned_reason", str(reason))
+                raise optuna.TrialPruned(str(reason)) from None
+            artifacts = {
+                name: upload_artifact(
+                    artifact_store=self.artifact_store,
+                    file_path=str(Path(workdir) / name),
+                    study_or_trial=trial,
+                )
+                for name in evaluation.files
+            }
+        drop = self.teacher_accuracy - evaluation.metrics["accuracy"]
+        trial.set_user_attr("metrics", evaluation.metrics)
+        trial.set_user_attr("measurement", evaluation.measurement.to_dict())
+        trial.set_user_attr("student_spec", evaluation.student_spec)
+        trial.set_user_attr("num_parameters", evaluation.num_parameters)
+        trial.set_user_attr(ACCURACY_DROP, drop)
+        trial.set_user_attr("artifacts", artifacts)
+        trial.set_constraint(ACCURACY_DROP, drop - config.constraints.max_accuracy_drop)
+        observed = {**evaluation.metrics, **evaluation.measurement.to_dict()}
+        return [float(observed[metric]) for metric in config.objectives.metrics]
+
+
+class FrontSnapshots:
+    """Optuna callback: after every completed trial, store the front in our tables."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if trial.state != TrialState.COMPLETE:
+            return
+        record_front(self.store, study, trial.number)
+
+
+def record_front(store: Store, study: optuna.Study, after_trial_number: int) -> None:
+    front = compute_front(study)
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    store.record_front(
+        study.study_name, after_trial_number, len(complete), [m.to_dict() for m in front]
+    )

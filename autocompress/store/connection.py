@@ -1,0 +1,65 @@
+"""Open databases by SQLAlchemy URL; fail early and clearly, never print a password."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from autocompress.errors import UserError
+
+
+def safe_url(url: str) -> str:
+    """The URL with any password masked, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
+
+
+def make_engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise UserError(
+            f"storage: {safe_url(url)} is not a database URL; use e.g. "
+            "sqlite:///runs/autocompress.db or "
+            "postgresql+psycopg://user@host/db"
+        ) from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        try:
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UserError(
+                f"storage: cannot create the folder for {safe_url(url)}: "
+                f"{error.strerror}; choose another --storage"
+            ) from None
+    connect_args = {"connect_timeout": 5} if parsed.get_backend_name() == "postgresql" else {}
+    try:
+        return create_engine(url, connect_args=connect_args)
+    except (ArgumentError, ImportError) as error:
+        raise UserError(f"storage: cannot use {safe_url(url)}: {error}") from None
+
+
+def check_reachable(url: str) -> None:
+    """Connect once before anything is written, so a bad URL leaves nothing behind."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError as error:
+        reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
+        raise UserError(
+            f"storage: cannot reach database {safe_url(url)}: {reason}; check the "
+            "URL, that the server is running, and the credentials"
+        ) from None
+    finally:
+        engine.dispose()
+
+
+def optuna_storage(url: str) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage; heartbeats and retries for many workers plug in here."""
+    return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})

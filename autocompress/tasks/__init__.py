@@ -1,0 +1,17 @@
+"""Tasks: what is compressed. A new kind of model or data is a new module here."""
+
+from __future__ import annotations
+
+from autocompress.config import StudyConfig
+from autocompress.tasks.base import Task
+from autocompress.tasks.credit import CreditTask
+
+TASKS: dict[str, type[Task]] = {"credit": CreditTask}
+
+
+def build_task(config: StudyConfig) -> Task:
+    """Make the study's task and load (validate) its data; bad data raises `UserError`."""
+    return TASKS[config.task.kind].from_config(config)
+
+
+__all__ = ["Task", "CreditTask", "build_task", "TASKS"]

@@ -1,0 +1,109 @@
+"""What a compression study compresses.
+
+A `Task` owns everything that depends on the kind of model and data: loading and
+splitting, the teacher (trained once, cached), example inputs, ONNX export, and
+scoring. Passes, targets and the search only talk to this interface, so a new
+kind of model is a new file in `tasks/`, never an `if` elsewhere.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from autocompress.tasks.metrics import classification_metrics
+from autocompress.training import FitSettings
+
+
+class Task(ABC):
+    """The data, the teacher and how to score a model for one study."""
+
+    seed: int = 0
+    f1_average: str = "macro"
+
+    # -- data and teacher ------------------------------------------------------------
+    @abstractmethod
+    def fingerprint(self) -> str:
+        """A short hash of the data and teacher settings; keys the teacher cache."""
+
+    @abstractmethod
+    def teacher(self, cache_dir: Path) -> nn.Module:
+        """The trained teacher, trained on first use and loaded from `cache_dir` after."""
+
+    @abstractmethod
+    def train_tensors(self) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        """Model inputs and labels of the training split."""
+
+    @abstractmethod
+    def validation_score(self, model: nn.Module) -> float:
+        """Higher is better; used for early stopping, never for the reported metrics."""
+
+    @abstractmethod
+    def label_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The hard-label loss, the same for the teacher and for students."""
+
+    @abstractmethod
+    def fit_settings(self, epochs: int) -> FitSettings:
+        """Optimiser settings for training the teacher or fine-tuning a student."""
+
+    @abstractmethod
+    def teacher_logits(self) -> torch.Tensor:
+        """The teacher's logits on the training split, computed once, for distillation."""
+
+    # -- structure ---------------------------------------------------------------------
+    @abstractmethod
+    def example_inputs(self) -> tuple[torch.Tensor, ...]:
+        """A small batch for tracing (pruning dependency graph, ONNX export)."""
+
+    @abstractmethod
+    def protected_layers(self, model: nn.Module) -> list[nn.Module]:
+        """Layers pruning must leave whole (the classifier head)."""
+
+    @abstractmethod
+    def model_spec(self, model: nn.Module) -> dict:
+        """The shape spec a model is rebuilt from (written into `config.yaml`)."""
+
+    # -- ONNX side ---------------------------------------------------------------------
+    @abstractmethod
+    def export_onnx(self, model: nn.Module, path: Path) -> None:
+        """Write `model` as an FP32 ONNX graph with a dynamic batch axis."""
+
+    @abstractmethod
+    def feeds(self, split: str, limit: int | None = None) -> dict[str, np.ndarray]:
+        """onnxruntime inputs for a split (`train`, `valid`, `test`)."""
+
+    @abstractmethod
+    def labels(self, split: str) -> np.ndarray:
+        """Integer labels of a split."""
+
+    @abstractmethod
+    def write_extras(self, folder: Path) -> list[str]:
+        """Write what a deployed model needs beside it (preprocessing, tokenizer)."""
+
+    def measurement_feed(self, batch_size: int) -> dict[str, np.ndarray]:
+        """A fixed batch from the test split, repeated to `batch_size` if the split is short."""
+        feeds = self.feeds("test")
+        rows = next(iter(feeds.values())).shape[0]
+        take = np.arange(batch_size) % rows
+        return {name: array[take] for name, array in feeds.items()}
+
+    def calibration_feeds(self, batches: int = 8, batch_size: int = 32) -> list[dict]:
+        """Training rows for static quantization calibration (never the test split)."""
+        feeds = self.feeds("train", limit=batches * batch_size)
+        rows = next(iter(feeds.values())).shape[0]
+        return [
+            {name: array[start : start + batch_size] for name, array in feeds.items()}
+            for start in range(0, rows, batch_size)
+        ]
+
+    def evaluate(self, session: ort.InferenceSession, split: str = "test") -> dict[str, float]:
+        """Score an ONNX session on a split: accuracy, F1 (macro and positive), ROC AUC."""
+        logits = session.run(None, self.feeds(split))[0]
+        return classification_metrics(
+            np.asarray(logits, dtype=np.float32), self.labels(split), self.f1_average
+        )

@@ -1,0 +1,259 @@
+"""Credit-risk classification on tabular data: German credit by default, Taiwan at scale.
+
+The teacher is an MLP over one-hot categoricals and standardised numerics. The
+preprocessing is fitted on the training split only and ships with every export.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.model_selection import train_test_split
+from torch import nn
+from torch.nn import functional as F
+
+from autocompress.atomic import atomic_directory
+from autocompress.config import DataConfig, StudyConfig, TeacherConfig
+from autocompress.errors import UserError
+from autocompress.models import MLPClassifier
+from autocompress.tasks.base import Task
+from autocompress.tasks.data_files import file_sha256, resolve_data_file
+from autocompress.tasks.metrics import classification_metrics
+from autocompress.tasks.preprocessing import TabularPreprocessor
+from autocompress.training import FitSettings, fit
+
+INPUT_NAME = "features"
+OUTPUT_NAME = "logits"
+
+
+class CreditTask(Task):
+    """Binary default prediction; label 1 is the positive (risky) class."""
+
+    def __init__(self, data: DataConfig, teacher: TeacherConfig, f1_average: str = "macro") -> None:
+        self.data_config = data
+        self.teacher_config = teacher
+        self.f1_average = f1_average
+        self.seed = data.seed
+        self.data_file = resolve_data_file(data.path)
+        frame = _read_csv(self.data_file)
+        features, labels = _split_label(frame, data, self.data_file)
+        self.splits = _stratified_splits(features, labels, data)
+        categorical = _categorical_columns(features, data, self.data_file)
+        self.preprocessor = TabularPreprocessor.fit(self.splits["train"][0], categorical)
+        self._arrays = {
+            name: self.preprocessor.transform(x) for name, (x, _) in self.splits.items()
+        }
+        counts = np.bincount(self.labels("train"), minlength=2).astype(np.float32)
+        self._class_weights = torch.from_numpy(counts.sum() / (len(counts) * counts))
+        self._teacher: nn.Module | None = None
+        self._teacher_logits: torch.Tensor | None = None
+
+    @classmethod
+    def from_config(cls, config: StudyConfig) -> CreditTask:
+        return cls(config.task.data, config.task.teacher, config.objectives.f1_average)
+
+    # -- data and teacher ------------------------------------------------------------
+    def fingerprint(self) -> str:
+        payload = json.dumps(
+            {
+                "data_sha256": file_sha256(self.data_file),
+                "data": self.data_config.model_dump(exclude={"path"}),
+                "teacher": self.teacher_config.model_dump(),
+                "torch": torch.__version__,
+            },
+            sort_keys=True,
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def teacher(self, cache_dir: Path) -> nn.Module:
+        if self._teacher is None:
+            folder = Path(cache_dir) / f"credit-teacher-{self.fingerprint()}"
+            if (folder / "model.safetensors").is_file():
+                self._teacher = MLPClassifier.from_pretrained(folder)
+            else:
+                self._teacher = self._train_teacher()
+                if not folder.exists():  # another worker may have cached it meanwhile
+                    with atomic_directory(folder) as staging:
+                        self._teacher.save_pretrained(staging)
+        return self._teacher
+
+    def _train_teacher(self) -> MLPClassifier:
+        settings = self.teacher_config
+        torch.manual_seed(self.seed)
+        model = MLPClassifier(
+            self.preprocessor.output_dim, list(settings.hidden_sizes), 2, settings.dropout
+        )
+        inputs, labels = self.train_tensors()
+        fit(
+            model,
+            inputs,
+            labels,
+            loss_fn=lambda logits, y, _: self.label_loss(logits, y),
+            score_fn=self.validation_score,
+            settings=self.fit_settings(settings.epochs),
+        )
+        return model
+
+    def label_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Class-weighted cross-entropy: defaults are the minority class that matters."""
+        return F.cross_entropy(logits, labels, weight=self._class_weights)
+
+    def fit_settings(self, epochs: int) -> FitSettings:
+        settings = self.teacher_config
+        return FitSettings(
+            epochs=epochs,
+            batch_size=settings.batch_size,
+            learning_rate=settings.learning_rate,
+            weight_decay=settings.weight_decay,
+            patience=settings.patience,
+            seed=self.seed,
+        )
+
+    def train_tensors(self) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        return (torch.from_numpy(self._arrays["train"]),), torch.from_numpy(self.labels("train"))
+
+    def teacher_logits(self) -> torch.Tensor:
+        if self._teacher_logits is None:
+            if self._teacher is None:
+                raise RuntimeError("teacher() must be called before teacher_logits()")
+            with torch.no_grad():
+                self._teacher_logits = self._teacher(torch.from_numpy(self._arrays["train"]))
+        return self._teacher_logits
+
+    def validation_score(self, model: nn.Module) -> float:
+        with torch.no_grad():
+            logits = model(torch.from_numpy(self._arrays["valid"])).numpy()
+        return classification_metrics(logits, self.labels("valid"), self.f1_average)["f1"]
+
+    # -- structure ---------------------------------------------------------------------
+    def example_inputs(self) -> tuple[torch.Tensor, ...]:
+        return (torch.from_numpy(self._arrays["train"][:8]),)
+
+    def protected_layers(self, model: nn.Module) -> list[nn.Module]:
+        return [model.head]
+
+    def model_spec(self, model: nn.Module) -> dict:
+        return model.spec
+
+    # -- ONNX side ---------------------------------------------------------------------
+    def export_onnx(self, model: nn.Module, path: Path) -> None:
+        model.eval()
+        torch.onnx.export(
+            model,
+            self.example_inputs(),
+            str(path),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
+
+    def feeds(self, split: str, limit: int | None = None) -> dict[str, np.ndarray]:
+        return {INPUT_NAME: self._arrays[split][:limit]}
+
+    def labels(self, split: str) -> np.ndarray:
+        return self.splits[split][1]
+
+    def write_extras(self, folder: Path) -> list[str]:
+        return [self.preprocessor.save(folder).name]
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as error:
+        raise UserError(f"task.data.path: {path} is not a readable CSV file: {error}") from None
+    if frame.empty:
+        raise UserError(f"task.data.path: {path} has no rows")
+    return frame
+
+
+def _split_label(
+    frame: pd.DataFrame, data: DataConfig, path: Path
+) -> tuple[pd.DataFrame, np.ndarray]:
+    columns = list(frame.columns)
+    if data.label not in frame.columns:
+        raise UserError(
+            f"task.data.label: column {data.label!r} is not in {path}; "
+            f"columns are: {', '.join(columns)}"
+        )
+    missing = [c for c in data.drop_columns if c not in frame.columns]
+    if missing:
+        raise UserError(
+            f"task.data.drop_columns: {missing} not in {path}; columns are: {', '.join(columns)}"
+        )
+    raw = frame[data.label]
+    if raw.isna().any():
+        raise UserError(
+            f"task.data.label: column {data.label!r} in {path} has "
+            f"{int(raw.isna().sum())} empty values; remove those rows"
+        )
+    values = sorted(raw.astype(str).unique().tolist())
+    if len(values) != 2:
+        raise UserError(
+            f"task.data.label: the credit task is binary, but {data.label!r} has "
+            f"{len(values)} distinct values ({values[:10]}); pick a binary label"
+        )
+    if data.positive_label is not None:
+        if str(data.positive_label) not in values:
+            raise UserError(
+                f"task.data.positive_label: {data.positive_label!r} is not a value "
+                f"of {data.label!r}; allowed values: {values}"
+            )
+        labels = (raw.astype(str) == str(data.positive_label)).astype(np.int64).to_numpy()
+    elif pd.api.types.is_numeric_dtype(raw) and set(raw.unique()) <= {0, 1}:
+        labels = raw.astype(np.int64).to_numpy()
+    else:
+        raise UserError(
+            f"task.data.label: column {data.label!r} is non-numeric ({values}); "
+            "set task.data.positive_label to the value that marks the positive "
+            "(risky) class, or use a 0/1 label"
+        )
+    features = frame.drop(columns=[data.label, *data.drop_columns])
+    return features, labels
+
+
+def _categorical_columns(features: pd.DataFrame, data: DataConfig, path: Path) -> list[str]:
+    if data.categorical is None:
+        return [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
+    missing = [c for c in data.categorical if c not in features.columns]
+    if missing:
+        raise UserError(
+            f"task.data.categorical: {missing} not feature columns of {path}; "
+            f"columns are: {', '.join(features.columns)}"
+        )
+    non_numeric = [
+        c
+        for c in features.columns
+        if c not in data.categorical and not pd.api.types.is_numeric_dtype(features[c])
+    ]
+    if non_numeric:
+        raise UserError(
+            f"task.data.categorical: columns {non_numeric} are not numeric; add "
+            "them to task.data.categorical or drop them with task.data.drop_columns"
+        )
+    return list(data.categorical)
+
+
+def _stratified_splits(
+    features: pd.DataFrame, labels: np.ndarray, data: DataConfig
+) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
+    """train / valid (early stopping) / test (reported metrics only), stratified, seeded."""
+    if np.bincount(labels, minlength=2).min() < 10:
+        raise UserError(
+            "task.data.label: each class needs at least 10 rows to split into train, valid and test"
+        )
+    rest_x, test_x, rest_y, test_y = train_test_split(
+        features, labels, test_size=data.test_size, stratify=labels, random_state=data.seed
+    )
+    valid_share = data.valid_size / (1.0 - data.test_size)
+    train_x, valid_x, train_y, valid_y = train_test_split(
+        rest_x, rest_y, test_size=valid_share, stratify=rest_y, random_state=data.seed
+    )
+    return {"train": (train_x, train_y), "valid": (valid_x, valid_y), "test": (test_x, test_y)}

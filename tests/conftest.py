@@ -1,0 +1,79 @@
+"""Shared fixtures: tiny but real studies (real SQLite, real onnxruntime, real data).
+
+The teacher is small and the measurement short so a whole study takes seconds;
+nothing the tests are about is mocked.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+TINY_SPACE: dict[str, Any] = {
+    "pruning_ratio": {"low": 0.0, "high": 0.8, "step": 0.1},
+    "pruning_importance": {"choices": ["l1", "l2", "taylor"]},
+    "finetune_epochs": {"low": 0, "high": 3},
+    "kd_temperature": {"low": 1.0, "high": 4.0},
+    "kd_alpha": {"low": 0.0, "high": 1.0},
+    "bits": {"choices": [32, 16, 8, 4]},
+    "int8_mode": {"choices": ["dynamic", "static"]},
+    "per_channel": {"choices": [True, False]},
+    "int4_block_size": {"choices": [16]},
+}
+
+
+def tiny_study_dict(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
+    """A study on the embedded German credit data with a small teacher, all under tmp_path."""
+    study: dict[str, Any] = {
+        "study_name": "tiny",
+        "search_space": TINY_SPACE,
+        "storage": f"sqlite:///{tmp_path / 'study.db'}",
+        "artifacts_dir": str(tmp_path / "artifacts"),
+        "n_trials": 4,
+        "task": {
+            "kind": "credit",
+            "data": {"path": "embedded:germancredit", "label": "creditability",
+                     "positive_label": "bad", "seed": 0},
+            "teacher": {"hidden_sizes": [64, 32], "epochs": 8, "patience": 4},
+        },
+        "constraints": {"max_accuracy_drop": 0.05},
+        "target": {"batch_size": 32, "warmup": 2, "repeats": 5},
+        "sampler": {"name": "tpe", "seed": 7},
+        "export": {"dir": str(tmp_path / "exports")},
+    }
+    for key, value in overrides.items():
+        study[key] = value
+    return study
+
+
+def write_study(tmp_path: Path, study: dict[str, Any], name: str = "study.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def tiny_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Path of a tiny study file; the working directory is tmp_path (so runs/ lands there)."""
+    monkeypatch.chdir(tmp_path)
+    return write_study(tmp_path, tiny_study_dict(tmp_path))
+
+
+def autocompress_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real `autocompress` entry point in a separate process."""
+    executable = shutil.which("autocompress", path=str(Path(sys.executable).parent))
+    command = [executable] if executable else [sys.executable, "-m", "autocompress"]
+    return subprocess.run(
+        [*command, *args], cwd=cwd, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "COLUMNS": "200"},
+    )
