@@ -90,7 +90,7 @@ def run_study(
     study = _create_or_resume(loaded)
     teacher = task.teacher(config.artifacts_path / "teachers")
     teacher_accuracy = _describe_teacher(study, task, teacher, target)["accuracy"]
-    enqueue_teacher(study, loaded.space)
+    enqueue_teacher(study)
     objective = Objective(loaded, task, teacher, target, teacher_accuracy, artifact_store(loaded))
     try:
         study.optimize(

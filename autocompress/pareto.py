@@ -23,18 +23,15 @@ def pareto_front(values: np.ndarray, directions: Sequence[str]) -> np.ndarray:
         return np.empty(0, dtype=int)
     signs = np.array([-1.0 if d == "maximize" else 1.0 for d in directions])
     costs = values * signs
-    # After a lexicographic sort no row can be dominated by a later one, so one
-    # forward sweep that compares each row with the front found so far is exact.
-    order = np.lexsort(costs.T[::-1])
-    front_costs = np.empty_like(costs)
-    front_rows = np.empty(len(costs), dtype=int)
-    size = 0
-    for row in order:
-        point = costs[row]
-        kept = front_costs[:size]
-        if size and np.any(np.all(kept <= point, axis=1) & np.any(kept < point, axis=1)):
-            continue
-        front_costs[size] = point
-        front_rows[size] = row
-        size += 1
-    return np.sort(front_rows[:size])
+    # After a lexicographic sort no row is dominated by a later one, so the first
+    # remaining row is always on the front. Take it, drop every remaining row it
+    # dominates (one vectorised comparison), repeat: one pass per front member.
+    rows = np.lexsort(costs.T[::-1])
+    remaining = costs[rows]
+    front = []
+    while len(rows):
+        front.append(rows[0])
+        head, remaining, rows = remaining[0], remaining[1:], rows[1:]
+        keep = ~(np.all(head <= remaining, axis=1) & np.any(head < remaining, axis=1))
+        remaining, rows = remaining[keep], rows[keep]
+    return np.sort(np.array(front, dtype=int))

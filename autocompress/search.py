@@ -58,21 +58,14 @@ def suggest_recipe(trial: Trial, space: dict[str, ParamSpace]) -> Recipe:
     return Recipe(**values)
 
 
-def teacher_params(space: dict[str, ParamSpace]) -> dict[str, object]:
-    """The identity recipe expressed in the space's searchable params (for enqueueing)."""
-    identity = Recipe().to_dict()
-    params: dict[str, object] = {}
-    for name, spec in RECIPE_FIELDS.items():
-        param = space.get(name)
-        if param is not None and not param.is_fixed and spec.active(identity):
-            params[name] = identity[name]
-    return params
+def enqueue_teacher(study: optuna.Study) -> None:
+    """Trial 0 is the uncompressed teacher, so the study always holds the baseline.
 
-
-def enqueue_teacher(study: optuna.Study, space: dict[str, ParamSpace]) -> None:
-    """Trial 0 is the uncompressed teacher, so the front always holds the baseline."""
+    It samples no params (the identity recipe may lie outside the search space); its
+    recipe is in its user attributes like every other trial's.
+    """
     if not study.get_trials(deepcopy=False):
-        study.enqueue_trial(teacher_params(space), user_attrs={"role": TEACHER_ROLE})
+        study.enqueue_trial({}, user_attrs={"role": TEACHER_ROLE})
 
 
 class Objective:
@@ -96,9 +89,10 @@ class Objective:
 
     def __call__(self, trial: Trial) -> list[float]:
         config = self.loaded.config
-        recipe = suggest_recipe(trial, self.loaded.space)
         if trial.user_attrs.get("role") == TEACHER_ROLE:
             recipe = Recipe()
+        else:
+            recipe = suggest_recipe(trial, self.loaded.space)
         trial.set_user_attr("recipe", recipe.to_dict())
         trial.set_user_attr("recipe_summary", recipe.describe)
         with tempfile.TemporaryDirectory(prefix="autocompress-trial-") as workdir:
