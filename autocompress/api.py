@@ -9,6 +9,7 @@ result.export("out/")   # selected by the study's export policy
 from __future__ import annotations
 
 import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,7 +185,9 @@ def _create_or_resume(loaded: LoadedStudy) -> optuna.Study:
             directions=directions(config.objectives.metrics),
             sampler=build_sampler(config.sampler),
         )
-        study.set_metric_names(list(config.objectives.metrics))
+        with warnings.catch_warnings():  # experimental since Optuna 3.2, used by the dashboard
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(config.objectives.metrics))
         study.set_user_attr(IDENTITY_ATTR, identity)
         study.set_user_attr("autocompress:study_file", str(loaded.source))
         return study

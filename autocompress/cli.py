@@ -72,8 +72,12 @@ def run(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("onnxruntime").setLevel(logging.ERROR)
     planned = n_trials or load_study_config(study_file).config.n_trials
+    console.print(
+        f"study file {study_file}: {planned} trials; the teacher is trained once per "
+        "study and cached, then every trial is compressed, exported and measured"
+    )
     with _progress() as progress:
-        bar = progress.add_task("trials", total=planned, last="training or loading the teacher")
+        bar = progress.add_task("trials", total=planned)
         result = api.run_study(
             study_file,
             n_trials=n_trials,
@@ -145,27 +149,30 @@ def _progress() -> Progress:
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        TextColumn("{task.fields[last]}"),
         console=console,
         transient=False,
     )
 
 
 def _progress_callback(progress: Progress, bar: Any) -> Callable[[optuna.Study, FrozenTrial], None]:
+    """Advance the bar and log one line per finished trial (readable in CI logs too)."""
+
     def callback(study: optuna.Study, trial: FrozenTrial) -> None:
         summary = trial.user_attrs.get("recipe_summary", "")
         if trial.state == TrialState.PRUNED:
-            last = f"#{trial.number} pruned: {trial.user_attrs.get('pruned_reason', '')}"
+            line = f"pruned ({summary}): {trial.user_attrs.get('pruned_reason', '')}"
         elif trial.state == TrialState.COMPLETE:
-            metrics = trial.user_attrs.get("metrics", {})
-            latency = trial.user_attrs.get("measurement", {}).get("latency_p50_ms", float("nan"))
-            last = (
-                f"#{trial.number} {summary}: acc {metrics.get('accuracy', 0):.3f} "
-                f"p50 {latency:.3f} ms"
+            metrics = trial.user_attrs["metrics"]
+            latency = trial.user_attrs["measurement"]["latency_p50_ms"]
+            feasible = all(v <= 0 for v in trial.constraints.values())
+            line = (
+                f"{summary}: accuracy {metrics['accuracy']:.3f}, f1 {metrics['f1']:.3f}, "
+                f"p50 {latency:.3f} ms{'' if feasible else ' (infeasible: accuracy drop)'}"
             )
         else:
-            last = f"#{trial.number} {trial.state.name.lower()}"
-        progress.update(bar, advance=1, last=last)
+            line = trial.state.name.lower()
+        progress.update(bar, advance=1)
+        progress.console.print(f"  trial {trial.number}: {line}", highlight=False)
 
     return callback
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from autocompress.errors import UserError
 from autocompress.recipe import RECIPE_FIELDS, FieldSpec
@@ -31,6 +31,8 @@ OBJECTIVE_METRICS = (
     "size_bytes",
 )
 Fraction = Annotated[float, Field(gt=0.0, lt=0.5)]
+# Overrides (keyword arguments, command-line options) that set a key of another name.
+OVERRIDE_KEYS = {"data": "task.data.path"}
 
 
 class _Strict(BaseModel):
@@ -94,7 +96,7 @@ class ExportConfig(_Strict):
 
 
 class StudyConfig(_Strict):
-    study_name: str
+    study_name: Annotated[str, Field(min_length=1)]
     search_space: str | dict[str, Any]
     task: TaskConfig
     storage: str | None = None
@@ -106,6 +108,13 @@ class StudyConfig(_Strict):
     target: TargetConfig = TargetConfig()
     sampler: SamplerConfig = SamplerConfig()
     export: ExportConfig = ExportConfig()
+    # Where the values came from, for messages: set by `load_study_config`, never dumped.
+    _source: Path | None = PrivateAttr(default=None)
+    _overridden: frozenset[str] = PrivateAttr(default=frozenset())
+
+    def where(self, key: str) -> str:
+        """How a message names a setting: `FILE: key.path`, marked if an override set it."""
+        return _describe_key(key, self._source, self._overridden)
 
     @property
     def storage_url(self) -> str:
@@ -164,25 +173,37 @@ def load_study_config(path: str | Path, **overrides: Any) -> LoadedStudy:
     source = Path(path)
     raw = _read_yaml(source)
     base = source.parent
-    data = raw.get("task", {}).get("data") if isinstance(raw.get("task"), dict) else None
+    task = raw.get("task")
+    data = task.get("data") if isinstance(task, dict) else None
     if isinstance(data, dict) and isinstance(data.get("path"), str):
         data["path"] = _resolve_input(base, data["path"])
     if isinstance(raw.get("search_space"), str):
         raw["search_space"] = _resolve_input(base, raw["search_space"])
-    for key, value in overrides.items():
-        if value is None:
-            continue
+    overridden = frozenset(key for key, value in overrides.items() if value is not None)
+    for key in overridden:
+        value = overrides[key]
         if key == "data":
-            raw.setdefault("task", {}).setdefault("data", {})["path"] = str(Path(value).resolve())
+            data_path = str(Path(value).resolve())
+            if task is None:
+                task = raw["task"] = {}
+            if isinstance(task, dict):
+                if task.get("data") is None:
+                    task["data"] = {}
+                if isinstance(task["data"], dict):
+                    task["data"]["path"] = data_path
         else:
             raw[key] = value
     try:
         config = StudyConfig.model_validate(raw)
     except ValidationError as error:
-        raise UserError(_format_validation_error(source, error)) from None
+        raise UserError(_format_validation_error(source, error, overridden)) from None
+    config._source = source
+    config._overridden = overridden
     if isinstance(config.search_space, str):
         space_file = Path(config.search_space)
-        space = parse_search_space(_read_yaml(space_file), space_file)
+        space = parse_search_space(
+            _read_yaml(space_file, referrer=f"{source}: search_space"), space_file
+        )
     else:
         space = parse_search_space(config.search_space, source, prefix="search_space.")
     _check_consistency(config, source)
@@ -284,39 +305,98 @@ def _resolve_input(base: Path, value: str) -> str:
     return str(path if path.is_absolute() else (base / path).resolve())
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def _read_yaml(path: Path, referrer: str | None = None) -> dict[str, Any]:
+    """A YAML mapping; `referrer` (`FILE: key`) names the study-file key that points here."""
     if not path.is_file():
-        raise UserError(
-            f"{path}: file not found; check the path (relative paths in a study "
-            "file are resolved against the study file's folder)"
-        )
+        if referrer:
+            raise UserError(
+                f"{referrer}: file not found: {path}; fix the path (relative paths in a "
+                "study file are resolved against the study file's folder)"
+            )
+        raise UserError(f"{path}: study file not found; check the path")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
-        raise UserError(f"{path}: not valid YAML: {error}") from None
+        mark = getattr(error, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise UserError(f"{path}: not valid YAML{at}: {problem}; fix the syntax there") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a UTF-8 text file; expected a YAML file") from None
+    except OSError as error:
+        raise UserError(f"{path}: cannot read the file: {error.strerror}") from None
     if not isinstance(raw, dict):
-        raise UserError(f"{path}: expected a mapping of keys at the top level")
+        got = "an empty file" if raw is None else f"a {type(raw).__name__}: {raw!r:.60}"
+        raise UserError(
+            f"{path}: expected a mapping of `key: value` lines at the top level, got {got}"
+        )
     return raw
 
 
-def _format_validation_error(source: Path, error: ValidationError) -> str:
-    lines = []
+def _describe_key(key: str, source: Path | None, overridden: frozenset[str] = frozenset()) -> str:
+    for name in overridden:
+        if OVERRIDE_KEYS.get(name, name) == key:
+            key = f"{key} (from --{name.replace('_', '-')})"
+            break
+    return f"{source}: {key}" if source is not None else key
+
+
+def _format_validation_error(
+    source: Path, error: ValidationError, overridden: frozenset[str] = frozenset()
+) -> str:
+    """One line per wrong key; the alternatives of a union are merged into one line."""
+    problems: dict[str, list[str]] = {}
     for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"])
+        loc = _key_path(item["loc"])
+        key = _describe_key(
+            ".".join(str(part) for part in loc) or "(top level)", source, overridden
+        )
         if item["type"] == "extra_forbidden":
-            allowed = ", ".join(_allowed_keys(item["loc"][:-1]))
-            lines.append(f"{source}: {key}: unknown key; allowed keys: {allowed}")
+            allowed = ", ".join(_allowed_keys(loc[:-1]))
+            text = f"unknown key; allowed keys: {allowed}"
         elif item["type"] == "missing":
-            lines.append(f"{source}: {key}: required key is missing")
+            text = "required key is missing; add it"
+        elif item["type"] == "model_type":
+            allowed = ", ".join(_allowed_keys(loc))
+            text = f"expected a mapping with the keys {allowed} (got {item.get('input')!r})"
         else:
-            lines.append(f"{source}: {key}: {item['msg']} (got {item.get('input')!r})")
-    return "\n".join(lines)
+            text = item["msg"]
+            others = problems.get(key)
+            if others and text.startswith("Input should be "):
+                text = text[len("Input should be ") :]
+            text = f"{text} (got {item.get('input')!r})"
+            if others:
+                others[-1] = others[-1].rsplit(" (got ", 1)[0] + " or " + text
+                continue
+        problems.setdefault(key, []).append(text)
+    return "\n".join(f"{key}: {text}" for key, texts in problems.items() for text in texts)
+
+
+def _key_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A pydantic error location as the user's key path: union member tags dropped.
+
+    Inside a model every part is a key (a field, or the unknown key itself); below a
+    plain field only list indices are the user's, strings are pydantic's union tags.
+    """
+    parts: list[Any] = []
+    model: type[BaseModel] | None = StudyConfig
+    for part in loc:
+        if model is not None:
+            parts.append(part)
+            field = model.model_fields.get(str(part))
+            annotation = field.annotation if field is not None else None
+            is_model = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+            model = annotation if is_model else None
+        elif isinstance(part, int):
+            parts.append(part)
+    return tuple(parts)
 
 
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     model: type[BaseModel] = StudyConfig
     for part in loc:
-        annotation = model.model_fields[str(part)].annotation
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field is not None else None
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return []
         model = annotation

@@ -23,9 +23,11 @@ def pareto_front(values: np.ndarray, directions: Sequence[str]) -> np.ndarray:
         return np.empty(0, dtype=int)
     signs = np.array([-1.0 if d == "maximize" else 1.0 for d in directions])
     costs = values * signs
-    # After a lexicographic sort no row is dominated by a later one, so the first
-    # remaining row is always on the front. Take it, drop every remaining row it
-    # dominates (one vectorised comparison), repeat: one pass per front member.
+    # After a lexicographic sort a row can only be dominated by earlier rows, so the
+    # first remaining row is on the front (whatever dominated it was taken, or was
+    # dropped by a front member that then dominates it too). Take it, drop every
+    # remaining row it dominates in one vectorised comparison, repeat: one pass per
+    # front member instead of one per row.
     rows = np.lexsort(costs.T[::-1])
     remaining = costs[rows]
     front = []

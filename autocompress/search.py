@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+import warnings
 from pathlib import Path
 
 import optuna
@@ -32,7 +33,9 @@ def build_sampler(config: SamplerConfig) -> optuna.samplers.BaseSampler:
         return optuna.samplers.NSGAIISampler(seed=config.seed)
     if config.name == "random":
         return optuna.samplers.RandomSampler(seed=config.seed)
-    return optuna.samplers.TPESampler(seed=config.seed, multivariate=True, group=True)
+    with warnings.catch_warnings():  # multivariate/group are "experimental" but long stable
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=config.seed, multivariate=True, group=True)
 
 
 def suggest_recipe(trial: Trial, space: dict[str, ParamSpace]) -> Recipe:

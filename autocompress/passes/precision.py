@@ -86,9 +86,13 @@ def _apply(
 
 def _to_float16(source: Path, destination: Path) -> None:
     from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.onnx_model import OnnxModel
 
-    model = convert_float_to_float16(onnx.load(source), keep_io_types=True)
-    onnx.save(model, destination)
+    model = OnnxModel(convert_float_to_float16(onnx.load(source), keep_io_types=True))
+    # The converter appends the input/output Casts at the end of the node list; the
+    # ONNX spec (and runtimes other than onnxruntime) require topological order.
+    model.topological_sort()
+    onnx.save(model.model, destination)
 
 
 def _to_int4_weight_only(source: Path, destination: Path, block_size: int) -> None:

@@ -35,7 +35,8 @@ def make_engine(url: str) -> Engine:
         except OSError as error:
             raise UserError(
                 f"storage: cannot create the folder for {safe_url(url)}: "
-                f"{error.strerror}; choose another --storage"
+                f"{error.strerror}; use a URL whose folder can be created (storage in the "
+                "study file, or --storage)"
             ) from None
     connect_args = {"connect_timeout": 5} if parsed.get_backend_name() == "postgresql" else {}
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -34,16 +35,23 @@ OUTPUT_NAME = "logits"
 class CreditTask(Task):
     """Binary default prediction; label 1 is the positive (risky) class."""
 
-    def __init__(self, data: DataConfig, teacher: TeacherConfig, f1_average: str = "macro") -> None:
+    def __init__(
+        self,
+        data: DataConfig,
+        teacher: TeacherConfig,
+        f1_average: str = "macro",
+        where: Callable[[str], str] = str,
+    ) -> None:
+        """`where` names a key in messages (`StudyConfig.where`: `FILE: key.path`)."""
         self.data_config = data
         self.teacher_config = teacher
         self.f1_average = f1_average
         self.seed = data.seed
-        self.data_file = resolve_data_file(data.path)
-        frame = _read_csv(self.data_file)
-        features, labels = _split_label(frame, data, self.data_file)
-        self.splits = _stratified_splits(features, labels, data)
-        categorical = _categorical_columns(features, data, self.data_file)
+        self.data_file = resolve_data_file(data.path, key=where("task.data.path"))
+        frame = _read_csv(self.data_file, where)
+        features, labels = _split_label(frame, data, self.data_file, where)
+        self.splits = _stratified_splits(features, labels, data, where)
+        categorical = _categorical_columns(features, data, self.data_file, where)
         self.preprocessor = TabularPreprocessor.fit(self.splits["train"][0], categorical)
         self._arrays = {
             name: self.preprocessor.transform(x) for name, (x, _) in self.splits.items()
@@ -55,7 +63,9 @@ class CreditTask(Task):
 
     @classmethod
     def from_config(cls, config: StudyConfig) -> CreditTask:
-        return cls(config.task.data, config.task.teacher, config.objectives.f1_average)
+        return cls(
+            config.task.data, config.task.teacher, config.objectives.f1_average, config.where
+        )
 
     # -- data and teacher ------------------------------------------------------------
     def fingerprint(self) -> str:
@@ -164,68 +174,80 @@ class CreditTask(Task):
         return [self.preprocessor.save(folder).name]
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def _read_csv(path: Path, where: Callable[[str], str] = str) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as error:
-        raise UserError(f"task.data.path: {path} is not a readable CSV file: {error}") from None
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(
+            f"{where('task.data.path')}: {path} is not a readable CSV file: {first}; "
+            "give a comma-separated file with a header row"
+        ) from None
+    except OSError as error:
+        raise UserError(
+            f"{where('task.data.path')}: cannot read {path}: {error.strerror}"
+        ) from None
     if frame.empty:
-        raise UserError(f"task.data.path: {path} has no rows")
+        raise UserError(f"{where('task.data.path')}: {path} has no rows; give a file with data")
     return frame
 
 
 def _split_label(
-    frame: pd.DataFrame, data: DataConfig, path: Path
+    frame: pd.DataFrame, data: DataConfig, path: Path, where: Callable[[str], str] = str
 ) -> tuple[pd.DataFrame, np.ndarray]:
     columns = list(frame.columns)
     if data.label not in frame.columns:
         raise UserError(
-            f"task.data.label: column {data.label!r} is not in {path}; "
+            f"{where('task.data.label')}: column {data.label!r} is not in {path}; "
             f"columns are: {', '.join(columns)}"
         )
     missing = [c for c in data.drop_columns if c not in frame.columns]
     if missing:
         raise UserError(
-            f"task.data.drop_columns: {missing} not in {path}; columns are: {', '.join(columns)}"
+            f"{where('task.data.drop_columns')}: {missing} not in {path}; "
+            f"columns are: {', '.join(columns)}"
         )
     raw = frame[data.label]
     if raw.isna().any():
         raise UserError(
-            f"task.data.label: column {data.label!r} in {path} has "
+            f"{where('task.data.label')}: column {data.label!r} in {path} has "
             f"{int(raw.isna().sum())} empty values; remove those rows"
         )
     values = sorted(raw.astype(str).unique().tolist())
     if len(values) != 2:
         raise UserError(
-            f"task.data.label: the credit task is binary, but {data.label!r} has "
+            f"{where('task.data.label')}: the credit task is binary, but {data.label!r} has "
             f"{len(values)} distinct values ({values[:10]}); pick a binary label"
         )
     if data.positive_label is not None:
         if str(data.positive_label) not in values:
             raise UserError(
-                f"task.data.positive_label: {data.positive_label!r} is not a value "
-                f"of {data.label!r}; allowed values: {values}"
+                f"{where('task.data.positive_label')}: {data.positive_label!r} is not a "
+                f"value of column {data.label!r} in {path}; allowed values: {values}"
             )
         labels = (raw.astype(str) == str(data.positive_label)).astype(np.int64).to_numpy()
     elif pd.api.types.is_numeric_dtype(raw) and set(raw.unique()) <= {0, 1}:
         labels = raw.astype(np.int64).to_numpy()
     else:
+        kind = "not 0/1" if pd.api.types.is_numeric_dtype(raw) else "non-numeric"
         raise UserError(
-            f"task.data.label: column {data.label!r} is non-numeric ({values}); "
-            "set task.data.positive_label to the value that marks the positive "
-            "(risky) class, or use a 0/1 label"
+            f"{where('task.data.label')}: column {data.label!r} in {path} is {kind} "
+            f"(values: {values}); set task.data.positive_label to the value that marks "
+            "the positive (risky) class, or use a 0/1 label"
         )
     features = frame.drop(columns=[data.label, *data.drop_columns])
     return features, labels
 
 
-def _categorical_columns(features: pd.DataFrame, data: DataConfig, path: Path) -> list[str]:
+def _categorical_columns(
+    features: pd.DataFrame, data: DataConfig, path: Path, where: Callable[[str], str] = str
+) -> list[str]:
     if data.categorical is None:
         return [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
     missing = [c for c in data.categorical if c not in features.columns]
     if missing:
         raise UserError(
-            f"task.data.categorical: {missing} not feature columns of {path}; "
+            f"{where('task.data.categorical')}: {missing} not feature columns of {path}; "
             f"columns are: {', '.join(features.columns)}"
         )
     non_numeric = [
@@ -235,19 +257,22 @@ def _categorical_columns(features: pd.DataFrame, data: DataConfig, path: Path) -
     ]
     if non_numeric:
         raise UserError(
-            f"task.data.categorical: columns {non_numeric} are not numeric; add "
-            "them to task.data.categorical or drop them with task.data.drop_columns"
+            f"{where('task.data.categorical')}: columns {non_numeric} of {path} are not "
+            "numeric; add them to task.data.categorical or drop them with "
+            "task.data.drop_columns"
         )
     return list(data.categorical)
 
 
 def _stratified_splits(
-    features: pd.DataFrame, labels: np.ndarray, data: DataConfig
+    features: pd.DataFrame, labels: np.ndarray, data: DataConfig, where: Callable[[str], str] = str
 ) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
     """train / valid (early stopping) / test (reported metrics only), stratified, seeded."""
-    if np.bincount(labels, minlength=2).min() < 10:
+    counts = np.bincount(labels, minlength=2)
+    if counts.min() < 10:
         raise UserError(
-            "task.data.label: each class needs at least 10 rows to split into train, valid and test"
+            f"{where('task.data.label')}: each class needs at least 10 rows to split into "
+            f"train, valid and test (rows per class: {counts.tolist()})"
         )
     rest_x, test_x, rest_y, test_y = train_test_split(
         features, labels, test_size=data.test_size, stratify=labels, random_state=data.seed

@@ -35,8 +35,8 @@ def resolve_data_file(value: str, key: str = "task.data.path") -> Path:
         path = Path(value)
     if not path.is_file():
         raise UserError(
-            f"{key}: data file not found: {path}; fix the path in the study file "
-            "or pass --data PATH"
+            f"{key}: data file not found: {path}; fix the path (relative paths in a "
+            "study file are resolved against its folder, --data against the current one)"
         )
     return path
 
