@@ -42,8 +42,12 @@ def tiny_study_dict(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
         "n_trials": 4,
         "task": {
             "kind": "credit",
-            "data": {"path": "embedded:germancredit", "label": "creditability",
-                     "positive_label": "bad", "seed": 0},
+            "data": {
+                "path": "embedded:germancredit",
+                "label": "creditability",
+                "positive_label": "bad",
+                "seed": 0,
+            },
             "teacher": {"hidden_sizes": [64, 32], "epochs": 8, "patience": 4},
         },
         "constraints": {"max_accuracy_drop": 0.05},
@@ -74,6 +78,10 @@ def autocompress_cli(*args: str, cwd: Path | None = None) -> subprocess.Complete
     executable = shutil.which("autocompress", path=str(Path(sys.executable).parent))
     command = [executable] if executable else [sys.executable, "-m", "autocompress"]
     return subprocess.run(
-        [*command, *args], cwd=cwd, capture_output=True, text=True, timeout=600,
+        [*command, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
         env={**os.environ, "COLUMNS": "200"},
     )

@@ -34,6 +34,10 @@ def _quiet_quantizer() -> Iterator[None]:
     """onnxruntime's quantizers log per-tensor INFO lines and advice on the root logger."""
     root = logging.getLogger()
     level = root.level
+    # Importing the int4 quantizer runs `logging.basicConfig(level=INFO)`, which would
+    # undo the setLevel below on first use: import it before silencing.
+    import onnxruntime.quantization.matmul_nbits_quantizer  # noqa: F401
+
     root.setLevel(logging.ERROR)
     try:
         yield

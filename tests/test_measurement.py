@@ -1,0 +1,170 @@
+"""The onnxruntime target on a real exported model: sessions, timings, refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+import autocompress.targets.onnxruntime as ort_target
+from autocompress.config import TargetConfig
+from autocompress.errors import Unsupported, UserError
+from autocompress.models import MLPClassifier
+from autocompress.recipe import Recipe
+from autocompress.targets import OnnxRuntimeTarget, build_target, fingerprint_id
+from autocompress.targets.measurement import Measurement
+
+INPUT_DIM = 20
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real MLP exported the way the credit task exports (dynamic batch axis)."""
+    torch.manual_seed(0)
+    model = MLPClassifier(INPUT_DIM, [64, 32], 2).eval()
+    path = tmp_path_factory.mktemp("model") / "model.onnx"
+    torch.onnx.export(
+        model,
+        (torch.randn(4, INPUT_DIM),),
+        str(path),
+        input_names=["features"],
+        output_names=["logits"],
+        dynamic_axes={"features": {0: "batch"}, "logits": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    return path
+
+
+def feed(batch_size: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {"features": rng.normal(size=(batch_size, INPUT_DIM)).astype(np.float32)}
+
+
+def test_measurement_follows_the_config(model_path: Path) -> None:
+    config = TargetConfig(batch_size=16, warmup=2, repeats=7, intra_op_threads=1)
+    target = build_target(config)
+    assert isinstance(target, OnnxRuntimeTarget)
+    session = target.session(model_path)
+    measurement = target.measure(session, feed(16), model_path)
+    assert isinstance(measurement, Measurement)
+    assert measurement.repeats == 7
+    assert measurement.warmup == 2
+    assert measurement.batch_size == 16
+    assert measurement.threads == 1
+    assert measurement.provider == "CPUExecutionProvider"
+    assert 0 < measurement.latency_p50_ms <= measurement.latency_p90_ms
+    assert measurement.latency_mean_ms > 0
+    assert measurement.latency_cv >= 0
+    assert measurement.size_bytes == model_path.stat().st_size
+    assert measurement.to_dict()["repeats"] == 7
+
+
+def test_machine_id_is_stable_and_tracks_the_runtime_settings(model_path: Path) -> None:
+    target = OnnxRuntimeTarget(TargetConfig(batch_size=8, warmup=0, repeats=3))
+    session = target.session(model_path)
+    first = target.measure(session, feed(8), model_path)
+    second = target.measure(session, feed(8), model_path)
+    assert first.machine_id == second.machine_id == fingerprint_id(target.fingerprint())
+    assert len(first.machine_id) == 12
+    # a different thread count or batch size is a different measuring setup
+    other = OnnxRuntimeTarget(TargetConfig(batch_size=8, intra_op_threads=2))
+    assert fingerprint_id(other.fingerprint()) != first.machine_id
+
+
+def test_statistics_from_known_timings() -> None:
+    timings = [0.001, 0.002, 0.003, 0.004, 0.010]
+    m = Measurement.from_timings(
+        timings,
+        size_bytes=1,
+        warmup=0,
+        batch_size=1,
+        threads=1,
+        provider="CPUExecutionProvider",
+        machine_id="x",
+    )
+    ms = np.array(timings) * 1e3
+    assert m.repeats == 5
+    assert m.latency_p50_ms == pytest.approx(3.0)
+    assert m.latency_p90_ms == pytest.approx(np.percentile(ms, 90))
+    assert m.latency_mean_ms == pytest.approx(4.0)
+    assert m.latency_cv == pytest.approx(ms.std(ddof=1) / ms.mean())
+
+
+def test_session_pins_threads_and_does_not_spin(model_path: Path) -> None:
+    target = OnnxRuntimeTarget(TargetConfig(intra_op_threads=2))
+    session = target.session(model_path)
+    assert session.get_providers() == ["CPUExecutionProvider"]
+    options = session.get_session_options()
+    assert options.intra_op_num_threads == 2
+    assert options.inter_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    logits = session.run(None, feed(5))[0]
+    assert logits.shape == (5, 2)
+
+
+def test_unavailable_provider_is_a_user_error() -> None:
+    missing = "CUDAExecutionProvider"
+    if missing in ort.get_available_providers():
+        pytest.skip("this machine has CUDA; the refusal cannot be shown here")
+    with pytest.raises(UserError, match="target.execution_provider") as error:
+        OnnxRuntimeTarget(TargetConfig(execution_provider=missing))
+    assert missing in str(error.value)
+    assert "CPUExecutionProvider" in str(error.value)  # and it lists what is available
+
+
+def test_check_accepts_what_the_provider_runs() -> None:
+    target = OnnxRuntimeTarget(TargetConfig())
+    for recipe in (
+        Recipe(),
+        Recipe(bits=16),
+        Recipe(bits=8),
+        Recipe(bits=8, int8_mode="static", per_channel=True),
+        Recipe(bits=4, int4_block_size=16),
+    ):
+        target.check(recipe)  # no exception
+
+
+def test_check_refuses_a_precision_the_provider_lacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    without_int4 = {"fp32", "fp16", "int8-dynamic", "int8-static"}
+    monkeypatch.setitem(ort_target.PRECISIONS, "CPUExecutionProvider", without_int4)
+    target = OnnxRuntimeTarget(TargetConfig())
+    with pytest.raises(Unsupported) as error:
+        target.check(Recipe(bits=4, int4_block_size=32))
+    message = str(error.value)
+    assert "CPUExecutionProvider" in message and "int4" in message
+    assert "fp32" in message  # the reason says what it does run
+    target.check(Recipe(bits=8, int8_mode="static"))  # the rest is still accepted
+
+
+def test_corrupt_model_is_unsupported_with_the_runtime_reason(tmp_path: Path) -> None:
+    corrupt = tmp_path / "model.onnx"
+    corrupt.write_bytes(b"this is not a protobuf \x00\x01\x02" * 10)
+    target = OnnxRuntimeTarget(TargetConfig())
+    with pytest.raises(Unsupported, match="CPUExecutionProvider cannot load this model: ") as error:
+        target.session(corrupt)
+    reason = str(error.value).split("cannot load this model: ", 1)[1]
+    assert reason.strip(), "the onnxruntime reason is missing"
+    assert "\n" not in str(error.value)
+    assert isinstance(error.value.__cause__, Exception)
+
+
+def test_truncated_model_is_unsupported(model_path: Path, tmp_path: Path) -> None:
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(model_path.read_bytes()[: model_path.stat().st_size // 2])
+    with pytest.raises(Unsupported, match="cannot load this model"):
+        OnnxRuntimeTarget(TargetConfig()).session(truncated)
+
+
+def test_non_cpu_provider_does_not_fall_back_to_the_cpu(model_path: Path) -> None:
+    """A provider that cannot run the graph's nodes fails the session instead of using the CPU."""
+    provider = "AzureExecutionProvider"  # shipped in CPU wheels; it runs no standard ops
+    if provider not in ort.get_available_providers():
+        pytest.skip(f"{provider} is not in this onnxruntime build")
+    target = OnnxRuntimeTarget(TargetConfig(execution_provider=provider))
+    target.check(Recipe())  # not in the precision table: nothing is refused up front
+    with pytest.raises(Unsupported, match=f"{provider} cannot load this model"):
+        target.session(model_path)
