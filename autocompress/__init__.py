@@ -7,23 +7,26 @@ front lives in SQL; the selected configuration is exported with a manifest.
 
 __version__ = "0.1.0"
 
-from autocompress.api import StudyResult, export_selected, load_result, run_study, stored_front  # noqa: E402
-from autocompress.config import StudyConfig, load_study_config  # noqa: E402
-from autocompress.errors import UserError, VerificationError  # noqa: E402
-from autocompress.export import verify  # noqa: E402
-from autocompress.recipe import Recipe  # noqa: E402
+# Public names, imported on first use (PEP 562) so the CLI starts without torch.
+_EXPORTS = {
+    "Recipe": "autocompress.recipe",
+    "StudyConfig": "autocompress.config",
+    "StudyResult": "autocompress.api",
+    "UserError": "autocompress.errors",
+    "VerificationError": "autocompress.errors",
+    "export_selected": "autocompress.api",
+    "load_result": "autocompress.api",
+    "load_study_config": "autocompress.config",
+    "run_study": "autocompress.api",
+    "stored_front": "autocompress.api",
+    "verify": "autocompress.export",
+}
+__all__ = [*_EXPORTS, "__version__"]
 
-__all__ = [
-    "Recipe",
-    "StudyConfig",
-    "StudyResult",
-    "UserError",
-    "VerificationError",
-    "export_selected",
-    "load_result",
-    "load_study_config",
-    "run_study",
-    "stored_front",
-    "verify",
-    "__version__",
-]
+
+def __getattr__(name: str) -> object:
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'autocompress' has no attribute {name!r}")

@@ -8,6 +8,7 @@ result.export("out/")   # selected by the study's export policy
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import warnings
 from collections.abc import Callable, Sequence
@@ -17,6 +18,7 @@ from pathlib import Path
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.trial import FrozenTrial
+from sqlalchemy.engine import make_url
 from torch import nn
 
 from autocompress.config import LoadedStudy, load_study_config
@@ -38,6 +40,7 @@ from autocompress.tasks import Task, build_task
 IDENTITY_ATTR = "autocompress:identity"
 TEACHER_ATTR = "autocompress:teacher"
 Callback = Callable[[optuna.Study, FrozenTrial], None]
+logger = logging.getLogger("autocompress")
 
 
 @dataclass
@@ -85,10 +88,17 @@ def run_study(
     )
     config = loaded.config
     task = build_task(config)
-    target = build_target(config.target)
+    target = build_target(config)
     check_reachable(config.storage_url)
     store = Store(config.storage_url)
     study = _create_or_resume(loaded)
+    logger.info(
+        "study %r in %s: %d trials so far; preparing the teacher (trained once per "
+        "study, then cached)",
+        config.study_name,
+        safe_url(config.storage_url),
+        len(study.trials),
+    )
     teacher = task.teacher(config.artifacts_path / "teachers")
     teacher_accuracy = _describe_teacher(study, task, teacher, target)["accuracy"]
     enqueue_teacher(study)
@@ -202,17 +212,34 @@ def _create_or_resume(loaded: LoadedStudy) -> optuna.Study:
 
 
 def _load_existing(loaded: LoadedStudy) -> optuna.Study:
+    """Open a study that must already exist; reading never creates a database."""
     config = loaded.config
-    check_reachable(config.storage_url)
+    url = make_url(config.storage_url)
+    missing_file = (
+        url.get_backend_name() == "sqlite"
+        and url.database not in (None, "", ":memory:")
+        and not Path(url.database).is_file()
+    )
+    if not missing_file:
+        check_reachable(config.storage_url)
     try:
+        if missing_file:
+            raise KeyError(config.study_name)
         return optuna.load_study(
             study_name=config.study_name, storage=optuna_storage(config.storage_url)
         )
     except KeyError:
+        overrides = "".join(
+            f" {option} {value}"
+            for option, value in (
+                ("--study-name", config.study_name),
+                ("--storage", safe_url(config.storage_url)),
+            )
+            if config.is_overridden(option.removeprefix("--").replace("-", "_"))
+        )
         raise UserError(
-            f"no study named {config.study_name!r} in "
-            f"{safe_url(config.storage_url)}; run it first with "
-            f"`autocompress run {loaded.source}`"
+            f"no study named {config.study_name!r} in {safe_url(config.storage_url)}; "
+            f"run it first with `autocompress run {loaded.source}{overrides}`"
         ) from None
 
 

@@ -11,20 +11,23 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import optuna
 import typer
-from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
+from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from autocompress import api
 from autocompress.config import load_study_config
 from autocompress.errors import UserError
-from autocompress.export import verify as verify_folder
-from autocompress.front import FrontMember
+
+if TYPE_CHECKING:
+    from autocompress.front import FrontMember
+
+# The heavy stack (torch, onnxruntime, optuna) is imported inside the commands that
+# need it, so `--help` and bad input answer in a moment.
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 # Tables are wide; when output is piped (CI, logs) do not squeeze them into 80 columns.
@@ -49,7 +52,9 @@ def user_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except UserError as error:
-            errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            errors.print(
+                f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True
+            )
             raise typer.Exit(error.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
@@ -69,13 +74,13 @@ def run(
     export: Annotated[bool, typer.Option(help="Export the selected trial at the end")] = True,
 ) -> None:
     """Run (or resume) a study, print its Pareto front and export the selection."""
+    import optuna
+
+    from autocompress import api
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    logging.getLogger("onnxruntime").setLevel(logging.ERROR)
+    _log_progress_messages()
     planned = n_trials or load_study_config(study_file).config.n_trials
-    console.print(
-        f"study file {study_file}: {planned} trials; the teacher is trained once per "
-        "study and cached, then every trial is compressed, exported and measured"
-    )
     with _progress() as progress:
         bar = progress.add_task("trials", total=planned)
         result = api.run_study(
@@ -110,6 +115,8 @@ def front(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Print the latest stored Pareto front of a study."""
+    from autocompress import api
+
     members, teacher = api.stored_front(study_file, storage=storage, study_name=study_name)
     if as_json:
         sys.stdout.write(json.dumps([m.to_dict() for m in members], indent=2) + "\n")
@@ -130,6 +137,8 @@ def export(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing folder")] = False,
 ) -> None:
     """Export one trial of a study as a verifiable folder."""
+    from autocompress import api
+
     result = api.load_result(study_file, storage=storage, study_name=study_name)
     path = result.export(out, policy=policy, overwrite=overwrite)
     console.print(f"exported to [bold]{path}[/]")
@@ -139,6 +148,8 @@ def export(
 @user_errors
 def verify(folder: Annotated[Path, typer.Argument(help="An export folder")]) -> None:
     """Check every file of an export against its sha256 manifest."""
+    from autocompress.export import verify as verify_folder
+
     count = verify_folder(folder)
     console.print(f"[green]OK[/] {folder}: {count} files match manifest.json")
 
@@ -154,10 +165,20 @@ def _progress() -> Progress:
     )
 
 
-def _progress_callback(progress: Progress, bar: Any) -> Callable[[optuna.Study, FrozenTrial], None]:
-    """Advance the bar and log one line per finished trial (readable in CI logs too)."""
+def _log_progress_messages() -> None:
+    """Show autocompress's own INFO messages (data, teacher, export) above the bar."""
+    logger = logging.getLogger("autocompress")
+    if not logger.handlers:
+        handler = RichHandler(console=console, show_path=False, show_level=False)
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
-    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
+
+def _progress_callback(progress: Progress, bar: Any) -> Callable[..., None]:
+    """Advance the bar and log one line per finished trial (readable in CI logs too)."""
+    from optuna.trial import TrialState
+
+    def callback(study: Any, trial: Any) -> None:
         summary = trial.user_attrs.get("recipe_summary", "")
         if trial.state == TrialState.PRUNED:
             line = f"pruned ({summary}): {trial.user_attrs.get('pruned_reason', '')}"

@@ -112,6 +112,10 @@ class StudyConfig(_Strict):
     _source: Path | None = PrivateAttr(default=None)
     _overridden: frozenset[str] = PrivateAttr(default=frozenset())
 
+    def is_overridden(self, key: str) -> bool:
+        """Whether a command-line option (not the study file) set `key`."""
+        return key in self._overridden
+
     def where(self, key: str) -> str:
         """How a message names a setting: `FILE: key.path`, marked if an override set it."""
         return _describe_key(key, self._source, self._overridden)

@@ -14,7 +14,7 @@ from autocompress.config import TargetConfig
 from autocompress.errors import Unsupported, UserError
 from autocompress.models import MLPClassifier
 from autocompress.recipe import Recipe
-from autocompress.targets import OnnxRuntimeTarget, build_target, fingerprint_id
+from autocompress.targets import OnnxRuntimeTarget, fingerprint_id
 from autocompress.targets.measurement import Measurement
 
 INPUT_DIM = 20
@@ -46,8 +46,7 @@ def feed(batch_size: int) -> dict[str, np.ndarray]:
 
 def test_measurement_follows_the_config(model_path: Path) -> None:
     config = TargetConfig(batch_size=16, warmup=2, repeats=7, intra_op_threads=1)
-    target = build_target(config)
-    assert isinstance(target, OnnxRuntimeTarget)
+    target = OnnxRuntimeTarget(config)
     session = target.session(model_path)
     measurement = target.measure(session, feed(16), model_path)
     assert isinstance(measurement, Measurement)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -30,11 +31,11 @@ def precision_name(recipe: Recipe) -> str:
 class OnnxRuntimeTarget:
     """Runs ONNX models with one execution provider, fixed threads and batch size."""
 
-    def __init__(self, config: TargetConfig) -> None:
+    def __init__(self, config: TargetConfig, where: Callable[[str], str] = lambda key: key) -> None:
         available = ort.get_available_providers()
         if config.execution_provider not in available:
             raise UserError(
-                f"target.execution_provider: {config.execution_provider!r} is not "
+                f"{where('target.execution_provider')}: {config.execution_provider!r} is not "
                 f"available on this machine; available: {', '.join(available)}"
             )
         self.config = config
