@@ -74,13 +74,21 @@ def run(
     export: Annotated[bool, typer.Option(help="Export the selected trial at the end")] = True,
 ) -> None:
     """Run (or resume) a study, print its Pareto front and export the selection."""
+    # Validate the file and the options first: a mistake answers before torch loads.
+    planned = load_study_config(
+        study_file,
+        n_trials=n_trials,
+        timeout=timeout,
+        storage=storage,
+        study_name=study_name,
+        data=data,
+    ).config.n_trials
     import optuna
 
     from autocompress import api
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _log_progress_messages()
-    planned = n_trials or load_study_config(study_file).config.n_trials
     with _progress() as progress:
         bar = progress.add_task("trials", total=planned)
         result = api.run_study(
@@ -115,6 +123,7 @@ def front(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Print the latest stored Pareto front of a study."""
+    load_study_config(study_file, storage=storage, study_name=study_name)
     from autocompress import api
 
     members, teacher = api.stored_front(study_file, storage=storage, study_name=study_name)
@@ -137,6 +146,7 @@ def export(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing folder")] = False,
 ) -> None:
     """Export one trial of a study as a verifiable folder."""
+    load_study_config(study_file, storage=storage, study_name=study_name)
     from autocompress import api
 
     result = api.load_result(study_file, storage=storage, study_name=study_name)
