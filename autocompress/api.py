@@ -100,9 +100,9 @@ def run_study(
         len(study.trials),
     )
     teacher = task.teacher(config.artifacts_path / "teachers")
-    teacher_accuracy = _describe_teacher(study, task, teacher, target)["accuracy"]
+    teacher_metrics = _describe_teacher(study, task, teacher, target)["metrics"]
     enqueue_teacher(study)
-    objective = Objective(loaded, task, teacher, target, teacher_accuracy, artifact_store(loaded))
+    objective = Objective(loaded, task, teacher, target, teacher_metrics, artifact_store(loaded))
     try:
         study.optimize(
             objective,

@@ -75,14 +75,14 @@ def run(
 ) -> None:
     """Run (or resume) a study, print its Pareto front and export the selection."""
     # Validate the file and the options first: a mistake answers before torch loads.
-    planned = load_study_config(
-        study_file,
-        n_trials=n_trials,
-        timeout=timeout,
-        storage=storage,
-        study_name=study_name,
-        data=data,
-    ).config.n_trials
+    overrides = {
+        "n_trials": n_trials,
+        "timeout": timeout,
+        "storage": storage,
+        "study_name": study_name,
+        "data": data,
+    }
+    planned = load_study_config(study_file, **overrides).config.n_trials
     import optuna
 
     from autocompress import api
@@ -92,13 +92,7 @@ def run(
     with _progress() as progress:
         bar = progress.add_task("trials", total=planned)
         result = api.run_study(
-            study_file,
-            n_trials=n_trials,
-            timeout=timeout,
-            storage=storage,
-            study_name=study_name,
-            data=data,
-            callbacks=[_progress_callback(progress, bar)],
+            study_file, **overrides, callbacks=[_progress_callback(progress, bar)]
         )
     config = result.loaded.config
     _print_front(

@@ -12,7 +12,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
@@ -60,10 +60,59 @@ class TeacherConfig(_Strict):
     patience: Annotated[int, Field(gt=0)] = 10
 
 
-class TaskConfig(_Strict):
+class CreditTaskConfig(_Strict):
     kind: Literal["credit"]
     data: DataConfig
     teacher: TeacherConfig = TeacherConfig()
+
+
+class TextModelConfig(_Strict):
+    path: str = "embedded:all-minilm-l6-v2"
+    max_seq_length: Annotated[int, Field(ge=8)] = 64
+    reinit_head: bool = False
+
+
+class TextDataConfig(_Strict):
+    path: str
+    test_path: str | None = None
+    format: Literal["csv", "phrasebank"] = "csv"
+    encoding: str = "utf-8"
+    text_column: str = "text"
+    label_column: str = "label"
+    label_names: list[str] | None = None
+    deduplicate: bool = True
+    max_train_rows: Annotated[int, Field(ge=20)] | None = None
+    test_size: Fraction = 0.2
+    valid_size: Fraction = 0.1
+    seed: int = 0
+
+
+class OptimizerConfig(_Strict):
+    """How students are fine-tuned; how many epochs is the recipe's `finetune_epochs`."""
+
+    batch_size: Annotated[int, Field(gt=0)] = 32
+    learning_rate: Annotated[float, Field(gt=0.0)] = 1e-4
+    weight_decay: Annotated[float, Field(ge=0.0)] = 0.01
+    patience: Annotated[int, Field(gt=0)] = 1
+
+
+class FitConfig(OptimizerConfig):
+    """How the teacher is fine-tuned (once per study)."""
+
+    epochs: Annotated[int, Field(gt=0)] = 3
+    learning_rate: Annotated[float, Field(gt=0.0)] = 5e-5
+
+
+class TextTaskConfig(_Strict):
+    kind: Literal["text"]
+    model: TextModelConfig = TextModelConfig()
+    data: TextDataConfig
+    teacher: FitConfig = FitConfig()
+    finetune: OptimizerConfig = OptimizerConfig()
+
+
+TaskConfig = Annotated[CreditTaskConfig | TextTaskConfig, Field(discriminator="kind")]
+TASK_KINDS = ("credit", "text")
 
 
 class ObjectivesConfig(_Strict):
@@ -72,7 +121,10 @@ class ObjectivesConfig(_Strict):
 
 
 class ConstraintsConfig(_Strict):
-    max_accuracy_drop: Annotated[float, Field(ge=0.0, le=1.0)] = 0.02
+    """Limits versus the teacher; a trial beyond any of them is infeasible (never on the front)."""
+
+    max_accuracy_drop: Annotated[float, Field(ge=0.0, le=1.0)] | None = 0.02
+    max_f1_drop: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
 
 
 class TargetConfig(_Strict):
@@ -82,6 +134,17 @@ class TargetConfig(_Strict):
     batch_size: Annotated[int, Field(ge=1)] = 256
     warmup: Annotated[int, Field(ge=0)] = 10
     repeats: Annotated[int, Field(ge=3)] = 50
+
+
+class CostControlConfig(_Strict):
+    """Stop hopeless trials early (multi-fidelity): Optuna's pruners do not work on
+    multi-objective studies, so autocompress applies a median rule on validation
+    scores reported after every fine-tuning epoch, plus a per-trial time budget."""
+
+    median_stop: bool = True
+    min_epochs: Annotated[int, Field(ge=1)] = 2
+    min_trials: Annotated[int, Field(ge=1)] = 5
+    trial_budget_s: Annotated[float, Field(gt=0.0)] | None = None
 
 
 class SamplerConfig(_Strict):
@@ -107,6 +170,7 @@ class StudyConfig(_Strict):
     constraints: ConstraintsConfig = ConstraintsConfig()
     target: TargetConfig = TargetConfig()
     sampler: SamplerConfig = SamplerConfig()
+    cost_control: CostControlConfig = CostControlConfig()
     export: ExportConfig = ExportConfig()
     # Where the values came from, for messages: set by `load_study_config`, never dumped.
     _source: Path | None = PrivateAttr(default=None)
@@ -137,7 +201,9 @@ class StudyConfig(_Strict):
         content is covered by the teacher cache key.
         """
         keys = ("task", "search_space", "objectives", "constraints", "target")
-        dumped = self.model_dump(include=set(keys), exclude={"task": {"data": {"path"}}})
+        dumped = self.model_dump(
+            include=set(keys), exclude={"task": {"data": {"path", "test_path"}, "model": {"path"}}}
+        )
         payload = json.dumps(dumped, sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -178,9 +244,10 @@ def load_study_config(path: str | Path, **overrides: Any) -> LoadedStudy:
     raw = _read_yaml(source)
     base = source.parent
     task = raw.get("task")
-    data = task.get("data") if isinstance(task, dict) else None
-    if isinstance(data, dict) and isinstance(data.get("path"), str):
-        data["path"] = _resolve_input(base, data["path"])
+    for section, key in (("data", "path"), ("data", "test_path"), ("model", "path")):
+        inputs = task.get(section) if isinstance(task, dict) else None
+        if isinstance(inputs, dict) and isinstance(inputs.get(key), str):
+            inputs[key] = _resolve_input(base, inputs[key])
     if isinstance(raw.get("search_space"), str):
         raw["search_space"] = _resolve_input(base, raw["search_space"])
     overridden = frozenset(key for key, value in overrides.items() if value is not None)
@@ -210,6 +277,7 @@ def load_study_config(path: str | Path, **overrides: Any) -> LoadedStudy:
         )
     else:
         space = parse_search_space(config.search_space, source, prefix="search_space.")
+    _check_fields_apply(space, config.task.kind, config.where("search_space"))
     _check_consistency(config, source)
     return LoadedStudy(config=config, space=space, source=source)
 
@@ -231,6 +299,17 @@ def parse_search_space(
             f"{source}: the search space is empty; name at least one of {', '.join(RECIPE_FIELDS)}"
         )
     return space
+
+
+def _check_fields_apply(space: dict[str, ParamSpace], kind: str, where: str) -> None:
+    """A field the task cannot act on would be searched for nothing: refuse it."""
+    for name in space:
+        tasks = RECIPE_FIELDS[name].tasks
+        if kind not in tasks:
+            raise UserError(
+                f"{where}.{name}: does not apply to task kind {kind!r} (only to "
+                f"{', '.join(tasks)}); remove it from the search space"
+            )
 
 
 def _parse_param(name: str, value: Any, spec: FieldSpec, where: str) -> ParamSpace:
@@ -356,12 +435,12 @@ def _format_validation_error(
             ".".join(str(part) for part in loc) or "(top level)", source, overridden
         )
         if item["type"] == "extra_forbidden":
-            allowed = ", ".join(_allowed_keys(loc[:-1]))
+            allowed = ", ".join(_allowed_keys(item["loc"][:-1]))
             text = f"unknown key; allowed keys: {allowed}"
         elif item["type"] == "missing":
             text = "required key is missing; add it"
         elif item["type"] == "model_type":
-            allowed = ", ".join(_allowed_keys(loc))
+            allowed = ", ".join(_allowed_keys(item["loc"]))
             text = f"expected a mapping with the keys {allowed} (got {item.get('input')!r})"
         else:
             text = item["msg"]
@@ -377,31 +456,47 @@ def _format_validation_error(
 
 
 def _key_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
-    """A pydantic error location as the user's key path: union member tags dropped.
-
-    Inside a model every part is a key (a field, or the unknown key itself); below a
-    plain field only list indices are the user's, strings are pydantic's union tags.
-    """
-    parts: list[Any] = []
-    model: type[BaseModel] | None = StudyConfig
-    for part in loc:
-        if model is not None:
-            parts.append(part)
-            field = model.model_fields.get(str(part))
-            annotation = field.annotation if field is not None else None
-            is_model = isinstance(annotation, type) and issubclass(annotation, BaseModel)
-            model = annotation if is_model else None
-        elif isinstance(part, int):
-            parts.append(part)
-    return tuple(parts)
+    """A pydantic error location as the user's key path: union member tags dropped."""
+    return _walk(loc)[0]
 
 
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
-    model: type[BaseModel] = StudyConfig
+    model = _walk(loc)[1]
+    return list(model.model_fields) if model is not None else []
+
+
+def _walk(loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], type[BaseModel] | None]:
+    """Follow an error location through the config models.
+
+    Inside a model every part is a key (a field, or the unknown key itself). A
+    discriminated union (the task kinds) adds its tag, which is not the user's key;
+    below a plain field only list indices are the user's, strings are union tags.
+    """
+    parts: list[Any] = []
+    model: type[BaseModel] | None = StudyConfig
+    members: dict[str, type[BaseModel]] | None = None
     for part in loc:
+        if members is not None:
+            model, members = members.get(str(part)), None
+            continue
+        if model is None:
+            if isinstance(part, int):
+                parts.append(part)
+            continue
+        parts.append(part)
         field = model.model_fields.get(str(part))
         annotation = field.annotation if field is not None else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return []
-        model = annotation
-    return list(model.model_fields)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        else:
+            members = _tagged_members(annotation)
+            model = None
+    return tuple(parts), model
+
+
+def _tagged_members(annotation: Any) -> dict[str, type[BaseModel]] | None:
+    """`{kind: model}` for a union of models told apart by a `kind` literal, else None."""
+    members = [a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+    if not members or any("kind" not in m.model_fields for m in members):
+        return None
+    return {get_args(m.model_fields["kind"].annotation)[0]: m for m in members}

@@ -66,6 +66,7 @@ def export_trial(
             "metrics": trial.user_attrs["metrics"],
             "measurement": trial.user_attrs["measurement"],
             "accuracy_drop": trial.user_attrs.get("accuracy_drop"),
+            "f1_drop": trial.user_attrs.get("f1_drop"),
             "num_parameters": trial.user_attrs.get("num_parameters"),
             "objectives": dict(zip(loaded.config.objectives.metrics, trial.values, strict=True)),
         }

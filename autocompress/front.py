@@ -37,6 +37,7 @@ class FrontMember:
             **{k: v for k, v in attrs.get("measurement", {}).items() if k.startswith("latency")},
             "size_bytes": attrs.get("measurement", {}).get("size_bytes"),
             "accuracy_drop": attrs.get("accuracy_drop"),
+            "f1_drop": attrs.get("f1_drop"),
             "num_parameters": attrs.get("num_parameters"),
             "recipe": attrs.get("recipe_summary"),
             "role": attrs.get("role"),

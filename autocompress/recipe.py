@@ -30,6 +30,7 @@ class Recipe:
     int8_mode: str = "dynamic"
     per_channel: bool = False
     int4_block_size: int = 32
+    layer_keep_ratio: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -43,6 +44,8 @@ class Recipe:
     def describe(self) -> str:
         """A one-line summary of what the pass chain does, for tables and notes."""
         parts = []
+        if self.layer_keep_ratio < 1.0:
+            parts.append(f"keep {self.layer_keep_ratio:.0%} layers")
         if self.pruning_ratio > 0:
             parts.append(f"prune {self.pruning_ratio:.0%} ({self.pruning_importance})")
         if self.finetune_epochs > 0:
@@ -65,10 +68,14 @@ class FieldSpec:
     high: float | None = None
     choices: tuple[Any, ...] | None = None
     active: Callable[[Mapping[str, Any]], bool] = lambda params: True
+    tasks: tuple[str, ...] = ("credit", "text")
     note: str = ""
 
 
 RECIPE_FIELDS: dict[str, FieldSpec] = {
+    "layer_keep_ratio": FieldSpec(
+        float, 0.1, 1.0, tasks=("text",), note="share of encoder layers kept, evenly spaced"
+    ),
     "pruning_ratio": FieldSpec(float, 0.0, 0.95, note="fraction of channels removed"),
     "pruning_importance": FieldSpec(
         str,

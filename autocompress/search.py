@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import statistics
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -11,7 +13,7 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import FrozenTrial, Trial, TrialState
 from torch import nn
 
-from autocompress.config import LoadedStudy, ParamSpace, SamplerConfig
+from autocompress.config import CostControlConfig, LoadedStudy, ParamSpace, SamplerConfig
 from autocompress.errors import Unsupported
 from autocompress.front import TEACHER_ROLE, compute_front
 from autocompress.pipeline import evaluate_recipe
@@ -21,7 +23,7 @@ from autocompress.targets import OnnxRuntimeTarget
 from autocompress.tasks import Task
 
 MAXIMIZED = {"accuracy", "f1", "roc_auc"}
-ACCURACY_DROP = "accuracy_drop"
+VALID_CURVE = "valid_score_by_epoch"
 
 
 def directions(metrics: list[str]) -> list[str]:
@@ -80,14 +82,14 @@ class Objective:
         task: Task,
         teacher: nn.Module,
         target: OnnxRuntimeTarget,
-        teacher_accuracy: float,
+        teacher_metrics: dict[str, float],
         artifact_store: FileSystemArtifactStore,
     ) -> None:
         self.loaded = loaded
         self.task = task
         self.teacher = teacher
         self.target = target
-        self.teacher_accuracy = teacher_accuracy
+        self.teacher_metrics = teacher_metrics
         self.artifact_store = artifact_store
 
     def __call__(self, trial: Trial) -> list[float]:
@@ -107,8 +109,9 @@ class Objective:
                     recipe,
                     Path(workdir),
                     seed=self.task.seed,
+                    on_epoch=EpochMonitor(trial, config.cost_control),
                 )
-            except Unsupported as reason:
+            except (Unsupported, optuna.TrialPruned) as reason:
                 trial.set_user_attr("pruned_reason", str(reason))
                 raise optuna.TrialPruned(str(reason)) from None
             artifacts = {
@@ -119,16 +122,60 @@ class Objective:
                 )
                 for name in evaluation.files
             }
-        drop = self.teacher_accuracy - evaluation.metrics["accuracy"]
         trial.set_user_attr("metrics", evaluation.metrics)
         trial.set_user_attr("measurement", evaluation.measurement.to_dict())
         trial.set_user_attr("student_spec", evaluation.student_spec)
         trial.set_user_attr("num_parameters", evaluation.num_parameters)
-        trial.set_user_attr(ACCURACY_DROP, drop)
         trial.set_user_attr("artifacts", artifacts)
-        trial.set_constraint(ACCURACY_DROP, drop - config.constraints.max_accuracy_drop)
+        self._set_constraints(trial, evaluation.metrics)
         observed = {**evaluation.metrics, **evaluation.measurement.to_dict()}
         return [float(observed[metric]) for metric in config.objectives.metrics]
+
+    def _set_constraints(self, trial: Trial, metrics: dict[str, float]) -> None:
+        """Drops versus the teacher, recorded always, constrained where the study limits them."""
+        limits = self.loaded.config.constraints
+        for metric, limit in (("accuracy", limits.max_accuracy_drop), ("f1", limits.max_f1_drop)):
+            drop = self.teacher_metrics[metric] - metrics[metric]
+            trial.set_user_attr(f"{metric}_drop", drop)
+            if limit is not None:
+                trial.set_constraint(f"{metric}_drop", drop - limit)
+
+
+class EpochMonitor:
+    """Called after every fine-tuning epoch with the validation score.
+
+    Records the curve (`valid_score_by_epoch`), and stops the trial when it runs over
+    its time budget or, after `min_epochs`, scores below the median of earlier
+    completed trials at the same epoch (the median rule, as Optuna's MedianPruner).
+    """
+
+    def __init__(self, trial: Trial, settings: CostControlConfig) -> None:
+        self.trial = trial
+        self.settings = settings
+        self.started = time.monotonic()
+        self.scores: list[float] = []
+
+    def __call__(self, epoch: int, score: float) -> None:
+        self.scores.append(score)
+        self.trial.set_user_attr(VALID_CURVE, self.scores)
+        elapsed = time.monotonic() - self.started
+        budget = self.settings.trial_budget_s
+        if budget is not None and elapsed > budget:
+            raise optuna.TrialPruned(
+                f"over the per-trial budget of {budget:.0f} s after epoch {epoch} ({elapsed:.0f} s)"
+            )
+        if not self.settings.median_stop or epoch < self.settings.min_epochs:
+            return
+        earlier = [
+            curve[epoch - 1]
+            for t in self.trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if len(curve := t.user_attrs.get(VALID_CURVE, [])) >= epoch
+        ]
+        if len(earlier) >= self.settings.min_trials and score < statistics.median(earlier):
+            raise optuna.TrialPruned(
+                f"validation score {score:.4f} after epoch {epoch} is below the median "
+                f"{statistics.median(earlier):.4f} of {len(earlier)} earlier trials"
+            )
 
 
 class FrontSnapshots:

@@ -23,7 +23,7 @@ def select(
     if not front:
         raise UserError(
             "the study has no feasible complete trial to export yet; run more "
-            "trials or relax constraints.max_accuracy_drop"
+            "trials or relax constraints.max_accuracy_drop / max_f1_drop"
         )
     if policy == "fastest":
         return min(front, key=lambda m: (m.metrics["latency_p50_ms"], -m.metrics["accuracy"]))

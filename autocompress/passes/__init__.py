@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from autocompress.passes.base import PassContext, TorchPass
 from autocompress.passes.distill import Distillation, kd_loss
+from autocompress.passes.layer_drop import LayerDrop
 from autocompress.passes.precision import apply_precision
 from autocompress.passes.prune import StructuredPruning
 
-TORCH_PASSES: tuple[TorchPass, ...] = (StructuredPruning(), Distillation())
+TORCH_PASSES: tuple[TorchPass, ...] = (LayerDrop(), StructuredPruning(), Distillation())
 
 __all__ = [
     "PassContext",
     "TorchPass",
+    "LayerDrop",
     "StructuredPruning",
     "Distillation",
     "kd_loss",

@@ -28,6 +28,8 @@ from onnxruntime.quantization import (
 from autocompress.errors import Unsupported
 from autocompress.recipe import Recipe
 
+STATIC_INT8_OPS = ["MatMul", "Gemm"]
+
 
 @contextmanager
 def _quiet_quantizer() -> Iterator[None]:
@@ -81,6 +83,10 @@ def _apply(
             per_channel=recipe.per_channel,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
+            # Only the matrix products. By default every Add/Where/Softmax is wrapped
+            # too, and a transformer's additive attention mask (0 or float32 min) then
+            # calibrates to an infinite scale, which wrecks the logits.
+            op_types_to_quantize=STATIC_INT8_OPS,
         )
     elif recipe.bits == 4:
         _to_int4_weight_only(source, destination, recipe.int4_block_size)

@@ -22,7 +22,11 @@ IMPORTANCES: dict[str, Callable[[], tp.importance.Importance]] = {
 
 
 class StructuredPruning:
-    """Prune `recipe.pruning_ratio` of every prunable layer's channels, head protected."""
+    """Prune `recipe.pruning_ratio` of every prunable layer's channels, head protected.
+
+    Model-specific MetaPruner options and post-pruning fix-ups come from the task
+    (`Task.pruning_options`, `Task.after_pruning`), so this pass has no model `if`s.
+    """
 
     name = "structured_pruning"
 
@@ -31,17 +35,25 @@ class StructuredPruning:
             return model
         torch.manual_seed(ctx.seed)
         model.eval()
-        pruner = tp.pruner.MetaPruner(
-            model,
-            ctx.task.example_inputs(),
-            importance=IMPORTANCES[recipe.pruning_importance](),
-            pruning_ratio=recipe.pruning_ratio,
-            ignored_layers=ctx.task.protected_layers(model),
-        )
+        # The task knows its architecture: attention heads, which widths must stay
+        # uniform, what else to leave whole. Its options override the defaults here;
+        # its ignored layers add to the protected ones, never replace them.
+        options = dict(ctx.task.pruning_options(model, recipe.pruning_ratio))
+        ignored = [*ctx.task.protected_layers(model), *options.pop("ignored_layers", [])]
+        kwargs = {
+            "importance": IMPORTANCES[recipe.pruning_importance](),
+            "pruning_ratio": recipe.pruning_ratio,
+            **options,
+            "ignored_layers": ignored,
+        }
+        pruner = tp.pruner.MetaPruner(model, ctx.task.example_inputs(), **kwargs)
         if recipe.pruning_importance == "taylor":
             _accumulate_gradients(model, ctx)
         pruner.step()
         model.zero_grad(set_to_none=True)
+        # torch-pruning changes weights only; shape bookkeeping (head counts, configs)
+        # is the task's to bring in line, or to refuse with `Unsupported`.
+        ctx.task.after_pruning(model, pruner)
         return model
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from autocompress.config import StudyConfig
 from autocompress.tasks.base import Task
 from autocompress.tasks.credit import CreditTask
+from autocompress.tasks.text import TextTask
 
-TASKS: dict[str, type[Task]] = {"credit": CreditTask}
+TASKS: dict[str, type[Task]] = {"credit": CreditTask, "text": TextTask}
 
 
 def build_task(config: StudyConfig) -> Task:
@@ -14,4 +15,4 @@ def build_task(config: StudyConfig) -> Task:
     return TASKS[config.task.kind].from_config(config)
 
 
-__all__ = ["Task", "CreditTask", "build_task", "TASKS"]
+__all__ = ["Task", "CreditTask", "TextTask", "build_task", "TASKS"]

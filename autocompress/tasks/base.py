@@ -16,6 +16,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from autocompress.errors import Unsupported
 from autocompress.tasks.metrics import classification_metrics
 from autocompress.training import FitSettings
 
@@ -67,6 +68,17 @@ class Task(ABC):
     @abstractmethod
     def model_spec(self, model: nn.Module) -> dict:
         """The shape spec a model is rebuilt from (written into `config.yaml`)."""
+
+    def pruning_options(self, model: nn.Module, ratio: float) -> dict:
+        """Extra `MetaPruner` keyword arguments (heads, per-layer ratios); none by default."""
+        return {}
+
+    def after_pruning(self, model: nn.Module, pruner: object) -> None:  # noqa: B027 - no-op hook
+        """Fix shape bookkeeping torch-pruning does not touch; nothing to fix by default."""
+
+    def drop_layers(self, model: nn.Module, keep_ratio: float) -> nn.Module:
+        """Keep `keep_ratio` of the model's layers; only layered models can."""
+        raise Unsupported(f"{type(self).__name__} models have no layers to drop")
 
     # -- ONNX side ---------------------------------------------------------------------
     @abstractmethod

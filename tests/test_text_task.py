@@ -1,0 +1,193 @@
+"""The text task end to end on a tiny random BERT: data, checkpoint checks, a 3-trial study,
+an export that loads in plain onnxruntime with its tokenizer, and the cost controls."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from autocompress import UserError, load_study_config, run_study, verify
+from autocompress.config import CostControlConfig, TextDataConfig
+from autocompress.search import EpochMonitor
+from autocompress.tasks.text_data import load_text_splits
+from tests.conftest import write_study
+from tests.text_fixtures import make_sentences, make_tiny_bert, tiny_text_study
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("text")
+
+
+@pytest.fixture(scope="module")
+def model_dir(workspace: Path) -> Path:
+    return make_tiny_bert(workspace / "tiny-bert")
+
+
+@pytest.fixture(scope="module")
+def data_file(workspace: Path) -> Path:
+    path = workspace / "sentences.csv"
+    make_sentences().to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def result(workspace: Path, model_dir: Path, data_file: Path):
+    return run_study(write_study(workspace, tiny_text_study(workspace, model_dir, data_file)))
+
+
+def test_phrasebank_format_is_read_deduplicated_and_split(tmp_path: Path) -> None:
+    lines = [
+        f"Sales {w} in quarter {i}@{lab}"
+        for i in range(30)
+        for w, lab in (("fell", "negative"), ("rose", "positive"), ("were flat", "neutral"))
+    ]
+    lines += lines[:5]  # exact duplicates, as in the real files
+    path = tmp_path / "pb.txt"
+    path.write_bytes("\r\n".join(lines + ["Café revenue fell@negative"]).encode("latin-1"))
+    config = TextDataConfig(
+        path=str(path),
+        format="phrasebank",
+        encoding="latin-1",
+        text_column="sentence",
+        label_names=["negative", "neutral", "positive"],
+    )
+    splits = load_text_splits(config, lambda key: key)
+    texts = [t for split in splits.texts.values() for t in split]
+    assert len(texts) == len(set(texts)) == 91
+    assert "Café revenue fell" in texts
+    assert not set(splits.texts["train"]) & set(splits.texts["test"])
+    assert splits.label_names == ["negative", "neutral", "positive"]
+
+    wrong = TextDataConfig(
+        path=str(path), format="phrasebank", encoding="utf-8", text_column="sentence"
+    )
+    with pytest.raises(UserError, match="task.data.encoding.*latin-1"):
+        load_text_splits(wrong, lambda key: key)
+
+
+def test_teacher_trial_and_compressed_trials(result) -> None:
+    trials = result.study.trials
+    assert trials[0].user_attrs["role"] == "teacher" and trials[0].state == TrialState.COMPLETE
+    teacher_spec = trials[0].user_attrs["student_spec"]
+    assert teacher_spec["num_hidden_layers"] == 4 and teacher_spec["hidden_size"] == 32
+    for trial in result.study.get_trials(states=(TrialState.COMPLETE,)):
+        spec, recipe = trial.user_attrs["student_spec"], trial.user_attrs["recipe"]
+        assert spec["num_hidden_layers"] == max(1, round(4 * recipe["layer_keep_ratio"]))
+        assert spec["hidden_size"] == round(32 * (1 - recipe["pruning_ratio"]))
+        assert {"model.onnx", "labels.json", "tokenizer.json"} <= set(trial.user_attrs["artifacts"])
+        assert len(trial.values) == 2
+
+
+def test_export_runs_in_plain_onnxruntime_with_its_tokenizer(result, workspace: Path) -> None:
+    from transformers import AutoTokenizer
+
+    out = result.export(workspace / "export", policy="fastest")
+    assert verify(out) >= 5
+    labels = json.loads((out / "labels.json").read_text())
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    config = load_study_config(result.loaded.source).config
+    from autocompress.tasks import build_task
+
+    task = build_task(config)
+    encoded = tokenizer(
+        task.splits.texts["test"],
+        padding="max_length",
+        truncation=True,
+        max_length=labels["max_seq_length"],
+        return_tensors="np",
+    )
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    feeds = {name: encoded[name].astype(np.int64) for name in labels["inputs"]}
+    predictions = session.run(None, feeds)[0].argmax(axis=1)
+    accuracy = float(np.mean(predictions == task.labels("test")))
+    recorded = json.loads((out / "metrics.json").read_text())["metrics"]["accuracy"]
+    assert abs(accuracy - recorded) <= 0.005
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ("no_config", "not a Hugging Face checkpoint folder"),
+        ("not_classifier", "cannot be a sequence classifier"),
+        ("head_mismatch", "do not match the checkpoint's classifier head"),
+        ("empty_text", "empty texts"),
+        ("too_long", "over the model's maximum of 64 positions"),
+    ],
+)
+def test_bad_text_input_is_refused_before_anything_is_written(
+    tmp_path: Path, model_dir: Path, data_file: Path, change: str, match: str
+) -> None:
+    study = tiny_text_study(tmp_path, model_dir, data_file)
+    if change == "no_config":
+        (tmp_path / "empty-model").mkdir()
+        study["task"]["model"]["path"] = str(tmp_path / "empty-model")
+    elif change == "not_classifier":
+        from transformers import CLIPVisionConfig
+
+        CLIPVisionConfig().save_pretrained(tmp_path / "vision")
+        study["task"]["model"]["path"] = str(tmp_path / "vision")
+    elif change == "head_mismatch":
+        from transformers import BertConfig, BertForSequenceClassification
+
+        config = BertConfig(
+            vocab_size=100,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            id2label={0: "negative", 1: "positive"},
+        )
+        BertForSequenceClassification(config).save_pretrained(tmp_path / "two-labels")
+        study["task"]["model"]["path"] = str(tmp_path / "two-labels")
+    elif change == "empty_text":
+        frame = make_sentences()
+        frame.loc[5, "text"] = "   "
+        frame.to_csv(tmp_path / "holes.csv", index=False)
+        study["task"]["data"]["path"] = str(tmp_path / "holes.csv")
+    elif change == "too_long":
+        study["task"]["model"]["max_seq_length"] = 128
+    with pytest.raises(UserError, match=match):
+        run_study(write_study(tmp_path, study))
+    assert not (tmp_path / "text.db").exists()
+    assert not (tmp_path / "exports").exists()
+
+
+class _FakeStudyTrial:
+    """Only the bits of an Optuna trial EpochMonitor reads; the study is real."""
+
+    def __init__(self, study: optuna.Study) -> None:
+        self.study = study
+        self.user_attrs: dict = {}
+
+    def set_user_attr(self, key: str, value: object) -> None:
+        self.user_attrs[key] = value
+
+
+def test_median_rule_and_time_budget_stop_hopeless_trials() -> None:
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for score in (0.6, 0.7, 0.8):
+        study.add_trial(
+            optuna.trial.create_trial(
+                values=[score, 1.0], user_attrs={"valid_score_by_epoch": [score, score + 0.05]}
+            )
+        )
+    settings = CostControlConfig(median_stop=True, min_epochs=1, min_trials=3)
+    monitor = EpochMonitor(_FakeStudyTrial(study), settings)
+    monitor(1, 0.75)  # above the median 0.7: goes on
+    with pytest.raises(optuna.TrialPruned, match="below the median 0.7500 of 3 earlier"):
+        monitor(2, 0.70)
+    assert monitor.trial.user_attrs["valid_score_by_epoch"] == [0.75, 0.70]
+
+    lenient = EpochMonitor(_FakeStudyTrial(study), CostControlConfig(min_trials=4))
+    lenient(1, 0.1)  # too few earlier trials: never stopped by the median rule
+
+    budget = EpochMonitor(_FakeStudyTrial(study), CostControlConfig(trial_budget_s=1e-9))
+    with pytest.raises(optuna.TrialPruned, match="over the per-trial budget"):
+        budget(1, 0.9)
