@@ -30,7 +30,7 @@ from autocompress.search import (
     Objective,
     build_sampler,
     directions,
-    enqueue_teacher,
+    enqueue_first_trials,
 )
 from autocompress.select import select
 from autocompress.store import Store, check_reachable, optuna_storage, safe_url
@@ -101,7 +101,7 @@ def run_study(
     )
     teacher = task.teacher(config.artifacts_path / "teachers")
     teacher_metrics = _describe_teacher(study, task, teacher, target)["metrics"]
-    enqueue_teacher(study)
+    enqueue_first_trials(study, config.warm_start)
     objective = Objective(loaded, task, teacher, target, teacher_metrics, artifact_store(loaded))
     try:
         study.optimize(

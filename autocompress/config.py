@@ -172,6 +172,8 @@ class StudyConfig(_Strict):
     sampler: SamplerConfig = SamplerConfig()
     cost_control: CostControlConfig = CostControlConfig()
     export: ExportConfig = ExportConfig()
+    # Known-good recipes (e.g. a hand recipe) tried right after the teacher: warm start.
+    warm_start: list[dict[str, Any]] = []
     # Where the values came from, for messages: set by `load_study_config`, never dumped.
     _source: Path | None = PrivateAttr(default=None)
     _overridden: frozenset[str] = PrivateAttr(default=frozenset())
@@ -279,6 +281,7 @@ def load_study_config(path: str | Path, **overrides: Any) -> LoadedStudy:
         space = parse_search_space(config.search_space, source, prefix="search_space.")
     _check_fields_apply(space, config.task.kind, config.where("search_space"))
     _check_consistency(config, source)
+    _check_warm_start(config.warm_start, space, config.where("warm_start"))
     return LoadedStudy(config=config, space=space, source=source)
 
 
@@ -379,6 +382,34 @@ def _check_consistency(config: StudyConfig, source: Path) -> None:
     metrics = config.objectives.metrics
     if len(set(metrics)) != len(metrics):
         raise UserError(f"{source}: objectives.metrics: {metrics} names a metric twice")
+
+
+def _check_warm_start(
+    recipes: list[dict[str, Any]], space: dict[str, ParamSpace], where: str
+) -> None:
+    """Each warm-start recipe names only searched fields, with values the space contains."""
+    for index, recipe in enumerate(recipes):
+        for name, value in recipe.items():
+            key = f"{where}[{index}].{name}"
+            param = space.get(name)
+            if param is None or param.is_fixed:
+                searched = [n for n, p in space.items() if not p.is_fixed]
+                raise UserError(
+                    f"{key}: not a searched field of this study; searched: {', '.join(searched)}"
+                )
+            _check_value(value, RECIPE_FIELDS[name], key)
+            inside = (
+                value in param.choices
+                if param.choices is not None
+                else param.low <= value <= param.high
+            )
+            if not inside:
+                allowed = (
+                    list(param.choices)
+                    if param.choices is not None
+                    else f"[{param.low}, {param.high}]"
+                )
+                raise UserError(f"{key}: {value!r} is outside the search space {allowed}")
 
 
 def _resolve_input(base: Path, value: str) -> str:

@@ -63,14 +63,17 @@ def suggest_recipe(trial: Trial, space: dict[str, ParamSpace]) -> Recipe:
     return Recipe(**values)
 
 
-def enqueue_teacher(study: optuna.Study) -> None:
-    """Trial 0 is the uncompressed teacher, so the study always holds the baseline.
+def enqueue_first_trials(study: optuna.Study, warm_start: list[dict[str, object]]) -> None:
+    """A new study starts with the teacher (trial 0), then the warm-start recipes.
 
-    It samples no params (the identity recipe may lie outside the search space); its
-    recipe is in its user attributes like every other trial's.
+    The teacher samples no params (the identity recipe may lie outside the search
+    space); its recipe is in its user attributes like every other trial's.
     """
-    if not study.get_trials(deepcopy=False):
-        study.enqueue_trial({}, user_attrs={"role": TEACHER_ROLE})
+    if study.get_trials(deepcopy=False):
+        return
+    study.enqueue_trial({}, user_attrs={"role": TEACHER_ROLE})
+    for params in warm_start:
+        study.enqueue_trial(dict(params), user_attrs={"role": "warm_start"})
 
 
 class Objective:

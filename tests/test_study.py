@@ -265,3 +265,40 @@ def test_cli_run_prints_the_front_and_the_export_path(tmp_path: Path) -> None:
     assert str(export_dir) in process.stdout.replace("\n", "")
     assert verify(export_dir) == 4
     assert len(load_result(path).study.trials) == 2
+
+
+def test_warm_start_recipes_run_right_after_the_teacher(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    hand_recipe = {
+        "pruning_ratio": 0.5,
+        "pruning_importance": "l2",
+        "finetune_epochs": 2,
+        "kd_temperature": 2.0,
+        "kd_alpha": 0.5,
+        "bits": 8,
+        "int8_mode": "dynamic",
+        "per_channel": False,
+    }
+    study = tiny_study_dict(tmp_path, n_trials=2, warm_start=[hand_recipe])
+    trials = run_study(write_study(tmp_path, study)).study.trials
+    assert trials[0].user_attrs["role"] == "teacher"
+    assert trials[1].user_attrs["role"] == "warm_start"
+    assert trials[1].params == hand_recipe
+
+
+@pytest.mark.parametrize(
+    ("recipe", "match"),
+    [
+        ({"bits": 2}, r"warm_start\[0\]\.bits: 2 is not allowed"),
+        ({"pruning_ratio": 0.95}, r"warm_start\[0\]\.pruning_ratio: 0.95 is outside the search"),
+        ({"layer_keep_ratio": 0.5}, r"warm_start\[0\]\.layer_keep_ratio: not a searched field"),
+    ],
+)
+def test_warm_start_recipes_must_lie_in_the_search_space(
+    tmp_path: Path, recipe: dict, match: str
+) -> None:
+    path = write_study(tmp_path, tiny_study_dict(tmp_path, warm_start=[recipe]))
+    with pytest.raises(UserError, match=match):
+        load_study_config(path)

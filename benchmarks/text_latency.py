@@ -1,0 +1,222 @@
+"""Benchmark: the search's front against the FP32 teacher and its plain dynamic int8.
+
+On `studies/fin_sentiment_minilm.yaml` (Twitter Financial News, all-MiniLM-L6-v2):
+runs or resumes the study, then measures in ONE process and interleaved rounds:
+the FP32 ONNX teacher, the teacher with onnxruntime dynamic int8 (the obvious
+baseline a user would try), and every front member; onnxruntime on CPU with 1 and
+2 intra-op threads, batch 1, the study's sequence length, spinning off. Scores
+accuracy and macro-F1 on the held-out split. Writes its section of BENCHMARKS.md.
+
+    python benchmarks/text_latency.py --n-trials 12
+    python benchmarks/text_latency.py --n-trials 0     # re-measure an existing study
+
+Skips (exit 0) when the shared data is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import platform
+import random
+import statistics
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+
+from optuna.artifacts import download_artifact
+
+from autocompress.api import artifact_store, load_result, run_study
+from autocompress.config import TargetConfig, load_study_config
+from autocompress.errors import UserError
+from autocompress.passes import apply_precision
+from autocompress.recipe import Recipe
+from autocompress.targets import OnnxRuntimeTarget, machine_fingerprint
+from autocompress.tasks import build_task
+
+REPO = Path(__file__).resolve().parents[1]
+SECTION_START = "<!-- text_latency:start -->"
+SECTION_END = "<!-- text_latency:end -->"
+
+
+@dataclass
+class Candidate:
+    name: str
+    path: Path
+    recipe: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    rounds: dict[int, list[float]] = field(default_factory=dict)  # threads -> per-round p50
+
+    @property
+    def size_mb(self) -> float:
+        return self.path.stat().st_size / 1e6
+
+    def p50(self, threads: int) -> float:
+        return statistics.median(self.rounds[threads])
+
+    def spread(self, threads: int) -> tuple[float, float]:
+        values = self.rounds[threads]
+        return min(values), max(values)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--study", default=str(REPO / "studies" / "fin_sentiment_minilm.yaml"))
+    parser.add_argument("--n-trials", type=int, default=12)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--out", default=str(REPO / "BENCHMARKS.md"))
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+    try:
+        loaded = load_study_config(args.study)
+        task = build_task(loaded.config)
+    except UserError as error:
+        print(f"skipped: {error}")
+        return 0
+    if args.n_trials > 0:
+        result = run_study(args.study, n_trials=args.n_trials)
+    else:
+        result = load_result(args.study)
+    config = loaded.config
+    seq = config.task.model.max_seq_length
+
+    with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
+        work = Path(workdir)
+        candidates = baselines(task, result, work) + front_members(result, work)
+        scorer = OnnxRuntimeTarget(TargetConfig(batch_size=1, intra_op_threads=2))
+        for candidate in candidates:
+            candidate.metrics = task.evaluate(scorer.session(candidate.path), "test")
+        for threads in (1, 2):
+            measure_interleaved(candidates, task, threads, args, seq)
+        held_out = len(task.labels("test"))
+        write_section(Path(args.out), candidates, args, seq, held_out, len(result.study.trials))
+    return 0
+
+
+def baselines(task, result, work: Path) -> list[Candidate]:
+    teacher = task.teacher(result.loaded.config.artifacts_path / "teachers")
+    fp32 = work / "teacher-fp32.onnx"
+    task.export_onnx(teacher, fp32)
+    int8 = work / "teacher-int8-dynamic.onnx"
+    apply_precision(fp32, int8, Recipe(bits=8, int8_mode="dynamic"), task.calibration_feeds())
+    return [
+        Candidate("teacher FP32", fp32, "fp32"),
+        Candidate("teacher + dynamic int8", int8, "int8 dynamic"),
+    ]
+
+
+def front_members(result, work: Path) -> list[Candidate]:
+    store = artifact_store(result.loaded)
+    members = []
+    for member in result.front:
+        trial = result.study.trials[member.trial_number]
+        path = work / f"trial-{trial.number}.onnx"
+        download_artifact(
+            artifact_store=store,
+            file_path=str(path),
+            artifact_id=trial.user_attrs["artifacts"]["model.onnx"],
+        )
+        role = " (teacher)" if member.is_teacher else ""
+        members.append(
+            Candidate(f"trial {trial.number}{role}", path, trial.user_attrs["recipe_summary"])
+        )
+    return members
+
+
+def measure_interleaved(candidates, task, threads: int, args, seq: int) -> None:
+    """Each round visits every candidate once, in a shuffled order, in this one process."""
+    target = OnnxRuntimeTarget(
+        TargetConfig(
+            batch_size=1, intra_op_threads=threads, warmup=args.warmup, repeats=args.repeats
+        )
+    )
+    sessions = {c.name: target.session(c.path) for c in candidates}
+    feed = task.measurement_feed(1)
+    order = list(candidates)
+    rng = random.Random(threads)
+    for round_index in range(args.rounds):
+        rng.shuffle(order)
+        for candidate in order:
+            m = target.measure(sessions[candidate.name], feed, candidate.path)
+            candidate.rounds.setdefault(threads, []).append(m.latency_p50_ms)
+        logging.info("threads %d: round %d/%d done", threads, round_index + 1, args.rounds)
+
+
+def write_section(
+    out: Path, candidates: list[Candidate], args, seq: int, held_out: int, n_trials: int
+) -> None:
+    teacher = candidates[0]
+    teacher_f1 = teacher.metrics["f1_macro"]
+    eligible = [c for c in candidates[2:] if teacher_f1 - c.metrics["f1_macro"] <= 0.01]
+    selected = min(eligible, key=lambda c: c.p50(1)) if eligible else None
+    fp = machine_fingerprint()
+    lines = [
+        SECTION_START,
+        "## Financial text: `fin_sentiment_minilm` (Twitter Financial News, all-MiniLM-L6-v2)",
+        "",
+        f"Produced by `python benchmarks/text_latency.py` ({n_trials} trials in the study).",
+        "",
+        f"- machine: {fp['cpu_model']}, {fp['logical_cores']} logical cores, flags "
+        f"{', '.join(fp['cpu_flags'])}; {platform.platform()}",
+        f"- versions: python {platform.python_version()}, onnxruntime {version('onnxruntime')}, "
+        f"torch {version('torch')}, transformers {version('transformers')}, "
+        f"optuna {version('optuna')}",
+        f"- measurement: onnxruntime CPUExecutionProvider, batch 1, sequence length {seq}, "
+        f"intra-op spinning off; {args.rounds} interleaved rounds × {args.repeats} timed runs "
+        f"(after {args.warmup} warm-up runs) per candidate and thread count, all in one "
+        "process. p50 = median over rounds of each round's p50; spread = min–max of the "
+        "round p50s. Ratios are against the FP32 teacher at the same thread count.",
+        f"- scores: accuracy and macro-F1 on the held-out split ({held_out} "
+        "tweets, the dataset's validation file), never used for training or early stopping.",
+        "",
+        "| candidate | recipe | macro-F1 | Δ F1 (pts) | accuracy | size MB | p50 1 thr (ms) "
+        "| spread | speed-up 1 thr | p50 2 thr (ms) | spread | speed-up 2 thr |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in candidates:
+        mark = " **(selected)**" if c is selected else ""
+        lo1, hi1 = c.spread(1)
+        lo2, hi2 = c.spread(2)
+        lines.append(
+            f"| {c.name}{mark} | {c.recipe} | {c.metrics['f1_macro']:.4f} | "
+            f"{100 * (c.metrics['f1_macro'] - teacher_f1):+.2f} | {c.metrics['accuracy']:.4f} | "
+            f"{c.size_mb:.1f} | {c.p50(1):.3f} | {lo1:.3f}–{hi1:.3f} | "
+            f"{teacher.p50(1) / c.p50(1):.2f}× | {c.p50(2):.3f} | {lo2:.3f}–{hi2:.3f} | "
+            f"{teacher.p50(2) / c.p50(2):.2f}× |"
+        )
+    lines.append("")
+    int8 = candidates[1]
+    if selected is not None:
+        lines.append(
+            f"Selected (fastest at 1 thread within 1.0 point of the teacher's macro-F1): "
+            f"**{selected.name}**, {teacher.p50(1) / selected.p50(1):.2f}× lower p50 than the "
+            f"FP32 teacher at 1 thread ({100 * (selected.metrics['f1_macro'] - teacher_f1):+.2f} "
+            f"pts macro-F1); the teacher's plain dynamic int8 gives "
+            f"{teacher.p50(1) / int8.p50(1):.2f}× "
+            f"({100 * (int8.metrics['f1_macro'] - teacher_f1):+.2f} pts)."
+        )
+    else:
+        lines.append("No front member stays within 1.0 point of the teacher's macro-F1.")
+    lines += ["", SECTION_END]
+    replace_section(out, "\n".join(lines))
+    print("\n".join(lines))
+
+
+def replace_section(out: Path, section: str) -> None:
+    text = out.read_text() if out.exists() else "# Benchmarks\n\n"
+    if SECTION_START in text and SECTION_END in text:
+        before, rest = text.split(SECTION_START, 1)
+        after = rest.split(SECTION_END, 1)[1]
+        text = before + section + after
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    out.write_text(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
