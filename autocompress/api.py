@@ -25,6 +25,7 @@ from autocompress.config import LoadedStudy, load_study_config
 from autocompress.errors import UserError
 from autocompress.export import export_trial
 from autocompress.front import FrontMember, compute_front, teacher_member
+from autocompress.recipe import Recipe
 from autocompress.search import (
     FrontSnapshots,
     Objective,
@@ -34,7 +35,7 @@ from autocompress.search import (
 )
 from autocompress.select import select
 from autocompress.store import Store, check_reachable, optuna_storage, safe_url
-from autocompress.targets import OnnxRuntimeTarget, build_target
+from autocompress.targets import Target, build_target
 from autocompress.tasks import Task, build_task
 
 IDENTITY_ATTR = "autocompress:identity"
@@ -243,18 +244,16 @@ def _load_existing(loaded: LoadedStudy) -> optuna.Study:
         ) from None
 
 
-def _describe_teacher(
-    study: optuna.Study, task: Task, teacher: nn.Module, target: OnnxRuntimeTarget
-) -> dict:
-    """Teacher facts kept with the study: FP32 ONNX test accuracy (the reference for the
-    accuracy-drop limit), its shape and its cache key (for rebuilding students)."""
+def _describe_teacher(study: optuna.Study, task: Task, teacher: nn.Module, target: Target) -> dict:
+    """Teacher facts kept with the study: its FP32 test scores on the target (the
+    reference for the accuracy-drop limit), its shape and its cache key (for
+    rebuilding students)."""
     stored = study.user_attrs.get(TEACHER_ATTR)
     if stored is not None:
         return stored
     with tempfile.TemporaryDirectory(prefix="autocompress-teacher-") as workdir:
-        path = Path(workdir) / "teacher.onnx"
-        task.export_onnx(teacher, path)
-        metrics = task.evaluate(target.session(path), "test")
+        model = target.materialize(task, teacher, Recipe(), Path(workdir))
+        metrics = task.evaluate(model.runnable, "test")
     info = {
         "accuracy": metrics["accuracy"],
         "metrics": metrics,

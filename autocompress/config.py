@@ -128,7 +128,10 @@ class ConstraintsConfig(_Strict):
 
 
 class TargetConfig(_Strict):
-    runtime: Literal["onnxruntime"] = "onnxruntime"
+    # onnxruntime: exported ONNX graphs; torch-cuda: the PyTorch model on a GPU, with
+    # bitsandbytes for 8 and 4 bits (execution_provider and intra_op_threads are
+    # onnxruntime settings).
+    runtime: Literal["onnxruntime", "torch-cuda"] = "onnxruntime"
     execution_provider: str = "CPUExecutionProvider"
     intra_op_threads: Annotated[int, Field(ge=1)] = 1
     batch_size: Annotated[int, Field(ge=1)] = 256
@@ -279,7 +282,9 @@ def load_study_config(path: str | Path, **overrides: Any) -> LoadedStudy:
         )
     else:
         space = parse_search_space(config.search_space, source, prefix="search_space.")
-    _check_fields_apply(space, config.task.kind, config.where("search_space"))
+    _check_fields_apply(
+        space, config.task.kind, config.target.runtime, config.where("search_space")
+    )
     _check_consistency(config, source)
     _check_warm_start(config.warm_start, space, config.where("warm_start"))
     return LoadedStudy(config=config, space=space, source=source)
@@ -304,14 +309,20 @@ def parse_search_space(
     return space
 
 
-def _check_fields_apply(space: dict[str, ParamSpace], kind: str, where: str) -> None:
-    """A field the task cannot act on would be searched for nothing: refuse it."""
+def _check_fields_apply(space: dict[str, ParamSpace], kind: str, runtime: str, where: str) -> None:
+    """A field the task or target cannot act on would be searched for nothing: refuse it."""
     for name in space:
         tasks = RECIPE_FIELDS[name].tasks
         if kind not in tasks:
             raise UserError(
                 f"{where}.{name}: does not apply to task kind {kind!r} (only to "
                 f"{', '.join(tasks)}); remove it from the search space"
+            )
+        runtimes = RECIPE_FIELDS[name].runtimes
+        if runtime not in runtimes:
+            raise UserError(
+                f"{where}.{name}: does not apply to target.runtime {runtime!r} (only to "
+                f"{', '.join(runtimes)}); remove it from the search space"
             )
 
 

@@ -1,4 +1,4 @@
-"""One recipe through the whole chain: torch passes → ONNX → precision → target → score.
+"""One recipe through the whole chain: torch passes → the target's model → measure → score.
 
 The search calls this for every trial; later, the nightly job calls it to
 re-measure a champion on today's machine. One way to turn a recipe into numbers.
@@ -13,12 +13,10 @@ from pathlib import Path
 
 from torch import nn
 
-from autocompress.passes import TORCH_PASSES, PassContext, apply_precision
+from autocompress.passes import TORCH_PASSES, PassContext
 from autocompress.recipe import Recipe
-from autocompress.targets import Measurement, OnnxRuntimeTarget
+from autocompress.targets import Measurement, Target
 from autocompress.tasks import Task
-
-MODEL_FILE = "model.onnx"
 
 
 @dataclass(frozen=True)
@@ -51,28 +49,22 @@ def build_student(
 def evaluate_recipe(
     task: Task,
     teacher: nn.Module,
-    target: OnnxRuntimeTarget,
+    target: Target,
     recipe: Recipe,
     folder: Path,
     seed: int = 0,
     on_epoch: Callable[[int, float], None] | None = None,
 ) -> Evaluation:
-    """Compress, export to `folder`, measure on the target and score on the test split.
+    """Compress, make the student runnable on the target (its files in `folder`),
+    measure it there and score it on the test split.
 
     Raises `Unsupported` when the target cannot run the recipe.
     """
     target.check(recipe)
     student = build_student(task, teacher, recipe, seed, on_epoch)
-    fp32_path = folder / "model.fp32.onnx"
-    model_path = folder / MODEL_FILE
-    task.export_onnx(student, fp32_path)
-    apply_precision(fp32_path, model_path, recipe, task.calibration_feeds())
-    fp32_path.unlink()
-    session = target.session(model_path)
-    measurement = target.measure(
-        session, task.measurement_feed(target.config.batch_size), model_path
-    )
-    metrics = task.evaluate(session, "test")
+    model = target.materialize(task, student, recipe, folder)
+    measurement = target.measure(model.runnable, task.measurement_feed(target.config.batch_size))
+    metrics = task.evaluate(model.runnable, "test")
     extras = task.write_extras(folder)
     return Evaluation(
         recipe=recipe,
@@ -80,5 +72,5 @@ def evaluate_recipe(
         measurement=measurement,
         student_spec=task.model_spec(student),
         num_parameters=sum(p.numel() for p in student.parameters()),
-        files=[MODEL_FILE, *extras],
+        files=[*model.files, *extras],
     )

@@ -15,6 +15,7 @@ from typing import Any
 IMPORTANCE_CRITERIA = ("l1", "l2", "lamp", "taylor", "random")
 BIT_WIDTHS = (32, 16, 8, 4)
 INT8_MODES = ("dynamic", "static")
+BNB_4BIT_TYPES = ("nf4", "fp4")
 
 
 @dataclass(frozen=True)
@@ -26,11 +27,13 @@ class Recipe:
     finetune_epochs: int = 0
     kd_temperature: float = 1.0
     kd_alpha: float = 0.0
+    hidden_distill_weight: float = 0.0
     bits: int = 32
     int8_mode: str = "dynamic"
     per_channel: bool = False
     int4_block_size: int = 32
     layer_keep_ratio: float = 1.0
+    bnb_4bit_type: str = "nf4"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -50,6 +53,8 @@ class Recipe:
             parts.append(f"prune {self.pruning_ratio:.0%} ({self.pruning_importance})")
         if self.finetune_epochs > 0:
             kd = f"KD T={self.kd_temperature:.1f} a={self.kd_alpha:.2f}" if self.kd_alpha else "FT"
+            if self.hidden_distill_weight > 0:
+                kd += f" +hid {self.hidden_distill_weight:.2g}"
             parts.append(f"{kd} {self.finetune_epochs}ep")
         precision = {32: "fp32", 16: "fp16", 4: f"int4 w/o b{self.int4_block_size}"}
         if self.bits == 8:
@@ -69,6 +74,7 @@ class FieldSpec:
     choices: tuple[Any, ...] | None = None
     active: Callable[[Mapping[str, Any]], bool] = lambda params: True
     tasks: tuple[str, ...] = ("credit", "text")
+    runtimes: tuple[str, ...] = ("onnxruntime", "torch-cuda")
     note: str = ""
 
 
@@ -85,10 +91,25 @@ RECIPE_FIELDS: dict[str, FieldSpec] = {
     "finetune_epochs": FieldSpec(int, 0, 500),
     "kd_temperature": FieldSpec(float, 1.0, 50.0, active=lambda p: p.get("finetune_epochs", 0) > 0),
     "kd_alpha": FieldSpec(float, 0.0, 1.0, active=lambda p: p.get("finetune_epochs", 0) > 0),
+    "hidden_distill_weight": FieldSpec(
+        float,
+        0.0,
+        10.0,
+        active=lambda p: p.get("finetune_epochs", 0) > 0,
+        tasks=("text",),
+        note="weight of the MSE between student and teacher hidden states, added to the KD loss",
+    ),
     "bits": FieldSpec(int, choices=BIT_WIDTHS),
     "int8_mode": FieldSpec(str, choices=INT8_MODES, active=lambda p: p.get("bits") == 8),
     "per_channel": FieldSpec(bool, choices=(True, False), active=lambda p: p.get("bits") == 8),
     "int4_block_size": FieldSpec(
         int, choices=(16, 32, 64, 128), active=lambda p: p.get("bits") == 4
+    ),
+    "bnb_4bit_type": FieldSpec(
+        str,
+        choices=BNB_4BIT_TYPES,
+        active=lambda p: p.get("bits") == 4,
+        runtimes=("torch-cuda",),
+        note="bitsandbytes 4-bit data type: normal float (nf4) or float (fp4)",
     ),
 }

@@ -19,7 +19,7 @@ from autocompress.front import TEACHER_ROLE, compute_front
 from autocompress.pipeline import evaluate_recipe
 from autocompress.recipe import RECIPE_FIELDS, Recipe
 from autocompress.store import Store
-from autocompress.targets import OnnxRuntimeTarget
+from autocompress.targets import Target
 from autocompress.tasks import Task
 
 MAXIMIZED = {"accuracy", "f1", "roc_auc"}
@@ -84,7 +84,7 @@ class Objective:
         loaded: LoadedStudy,
         task: Task,
         teacher: nn.Module,
-        target: OnnxRuntimeTarget,
+        target: Target,
         teacher_metrics: dict[str, float],
         artifact_store: FileSystemArtifactStore,
     ) -> None:

@@ -7,15 +7,31 @@ seam for multi-fidelity search (report intermediate scores, stop hopeless trials
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from tqdm import tqdm
 
-LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-"""(logits, labels, row indices) -> scalar loss; indices let KD look up cached teacher logits."""
+LossFn = Callable[[Any, torch.Tensor, torch.Tensor], torch.Tensor]
+"""(forward output, labels, row indices) -> scalar loss; indices let KD look up teacher outputs."""
+
+Forward = Callable[[nn.Module, tuple[torch.Tensor, ...]], Any]
+"""(model, batch inputs) -> what the loss function receives; logits by default."""
+
+BatchOrder = Callable[[int, int, torch.Generator], list[torch.Tensor]]
+"""(rows, batch size, generator) -> the row indices of each batch of one epoch."""
+
+PROGRESS_INTERVAL_S = 30.0
+"""Seconds between progress lines when stderr is not a terminal (CI logs stay short)."""
+
+
+def call_model(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """The default forward: the model's logits."""
+    return model(*inputs)
 
 
 @dataclass(frozen=True)
@@ -43,26 +59,38 @@ def fit(
     score_fn: Callable[[nn.Module], float],
     settings: FitSettings,
     on_epoch: Callable[[int, float], None] | None = None,
+    *,
+    forward: Forward = call_model,
+    extra_parameters: Iterable[nn.Parameter] = (),
+    progress: str | None = None,
+    batch_order: BatchOrder | None = None,
 ) -> FitReport:
-    """Train `model` in place; afterwards it holds the best-scoring epoch's weights."""
+    """Train `model` in place; afterwards it holds the best-scoring epoch's weights.
+
+    `forward` lets a loss see more of one forward pass than the logits (e.g. hidden
+    states) without a second pass. `extra_parameters` are trained alongside the model
+    (e.g. distillation projections); they are the caller's, and are not restored to
+    their best epoch. `progress` names a progress bar over each epoch's batches.
+    `batch_order` chooses which rows form each batch (default: a random permutation).
+    """
     generator = torch.Generator().manual_seed(settings.seed)
-    indices = torch.arange(len(labels))
-    loader = DataLoader(
-        TensorDataset(indices, *inputs, labels),
-        batch_size=settings.batch_size,
-        shuffle=True,
-        generator=generator,
-    )
+    order = batch_order or random_batches
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
+        [*model.parameters(), *extra_parameters],
+        lr=settings.learning_rate,
+        weight_decay=settings.weight_decay,
     )
     best_score, best_epoch, best_state = float("-inf"), -1, copy.deepcopy(model.state_dict())
     epoch = 0
     for epoch in range(1, settings.epochs + 1):
         model.train()
-        for index, *batch_inputs, batch_labels in loader:
+        batches = order(len(labels), settings.batch_size, generator)
+        if progress is not None:
+            batches = _progress_bar(batches, progress, epoch, settings)
+        for index in batches:
             optimizer.zero_grad()
-            loss = loss_fn(model(*batch_inputs), batch_labels, index)
+            batch_inputs = tuple(tensor[index] for tensor in inputs)
+            loss = loss_fn(forward(model, batch_inputs), labels[index], index)
             loss.backward()
             optimizer.step()
         model.eval()
@@ -76,3 +104,23 @@ def fit(
     model.load_state_dict(best_state)
     model.eval()
     return FitReport(best_score=best_score, best_epoch=best_epoch, epochs_run=epoch)
+
+
+def random_batches(rows: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """Row indices of each batch of one epoch, in a fresh random order."""
+    return list(torch.randperm(rows, generator=generator).split(batch_size))
+
+
+def _progress_bar(
+    batches: list[torch.Tensor], description: str, epoch: int, settings: FitSettings
+) -> tqdm:
+    """A bar on stderr; in a log file (not a terminal) one line every 30 s, not every batch."""
+    interactive = sys.stderr.isatty()
+    return tqdm(
+        batches,
+        desc=f"{description} {epoch}/{settings.epochs}",
+        unit="batch",
+        file=sys.stderr,
+        mininterval=0.1 if interactive else PROGRESS_INTERVAL_S,
+        disable=False,  # tqdm's automatic choice (None) would hide it from CI logs
+    )

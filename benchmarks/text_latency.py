@@ -90,7 +90,7 @@ def main() -> int:
         candidates = baselines(task, result, work) + front_members(result, work)
         scorer = OnnxRuntimeTarget(TargetConfig(batch_size=1, intra_op_threads=2))
         for candidate in candidates:
-            candidate.metrics = task.evaluate(scorer.session(candidate.path), "test")
+            candidate.metrics = task.evaluate(scorer.load(candidate.path), "test")
         for threads in (1, 2):
             measure_interleaved(candidates, task, threads, args, seq)
         held_out = len(task.labels("test"))
@@ -135,14 +135,14 @@ def measure_interleaved(candidates, task, threads: int, args, seq: int) -> None:
             batch_size=1, intra_op_threads=threads, warmup=args.warmup, repeats=args.repeats
         )
     )
-    sessions = {c.name: target.session(c.path) for c in candidates}
+    sessions = {c.name: target.load(c.path) for c in candidates}
     feed = task.measurement_feed(1)
     order = list(candidates)
     rng = random.Random(threads)
     for round_index in range(args.rounds):
         rng.shuffle(order)
         for candidate in order:
-            m = target.measure(sessions[candidate.name], feed, candidate.path)
+            m = target.measure(sessions[candidate.name], feed)
             candidate.rounds.setdefault(threads, []).append(m.latency_p50_ms)
         logging.info("threads %d: round %d/%d done", threads, round_index + 1, args.rounds)
 

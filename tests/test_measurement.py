@@ -47,8 +47,7 @@ def feed(batch_size: int) -> dict[str, np.ndarray]:
 def test_measurement_follows_the_config(model_path: Path) -> None:
     config = TargetConfig(batch_size=16, warmup=2, repeats=7, intra_op_threads=1)
     target = OnnxRuntimeTarget(config)
-    session = target.session(model_path)
-    measurement = target.measure(session, feed(16), model_path)
+    measurement = target.measure(target.load(model_path), feed(16))
     assert isinstance(measurement, Measurement)
     assert measurement.repeats == 7
     assert measurement.warmup == 2
@@ -64,9 +63,9 @@ def test_measurement_follows_the_config(model_path: Path) -> None:
 
 def test_machine_id_is_stable_and_tracks_the_runtime_settings(model_path: Path) -> None:
     target = OnnxRuntimeTarget(TargetConfig(batch_size=8, warmup=0, repeats=3))
-    session = target.session(model_path)
-    first = target.measure(session, feed(8), model_path)
-    second = target.measure(session, feed(8), model_path)
+    runnable = target.load(model_path)
+    first = target.measure(runnable, feed(8))
+    second = target.measure(runnable, feed(8))
     assert first.machine_id == second.machine_id == fingerprint_id(target.fingerprint())
     assert len(first.machine_id) == 12
     # a different thread count or batch size is a different measuring setup

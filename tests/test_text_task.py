@@ -191,3 +191,42 @@ def test_median_rule_and_time_budget_stop_hopeless_trials() -> None:
     budget = EpochMonitor(_FakeStudyTrial(study), CostControlConfig(trial_budget_s=1e-9))
     with pytest.raises(optuna.TrialPruned, match="over the per-trial budget"):
         budget(1, 0.9)
+
+
+def test_trimming_shared_padding_leaves_logits_unchanged(model_dir: Path) -> None:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from autocompress.models.bert import TextClassifier
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    hf = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=3).eval()
+    model = TextClassifier.from_hf(hf)
+    encoded = tokenizer(
+        ["shares jump", "shares of acme plunge after a weak quarter"],
+        padding="max_length",
+        max_length=32,
+        return_tensors="pt",
+    )
+    args = (encoded["input_ids"], encoded["attention_mask"], encoded["token_type_ids"])
+    with torch.no_grad():
+        trimmed = model(*args)
+        untrimmed = hf(input_ids=args[0], attention_mask=args[1], token_type_ids=args[2]).logits
+    assert int(encoded["attention_mask"].sum(dim=1).max()) < 32  # there was padding to trim
+    assert torch.allclose(trimmed, untrimmed, atol=1e-5)
+
+
+def test_text_batches_group_similar_lengths_and_cover_every_row(result) -> None:
+    import torch
+
+    from autocompress.tasks import build_task
+
+    task = build_task(result.loaded.config)
+    rows = len(task.labels("train"))
+    batches = task.batch_order(rows, 8, torch.Generator().manual_seed(0))
+    assert sorted(torch.cat(batches).tolist()) == list(range(rows))
+    lengths = task.feeds("train")["attention_mask"].sum(axis=1)
+    spread_grouped = np.mean([np.ptp(lengths[b.numpy()]) for b in batches if len(b) > 1])
+    random_order = torch.randperm(rows, generator=torch.Generator().manual_seed(0)).split(8)
+    spread_random = np.mean([np.ptp(lengths[b.numpy()]) for b in random_order if len(b) > 1])
+    assert spread_grouped < spread_random

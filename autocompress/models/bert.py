@@ -21,6 +21,9 @@ from transformers import AutoModelForSequenceClassification, PreTrainedModel
 
 from autocompress.errors import Unsupported
 
+KEPT_LAYERS_KEY = "autocompress_kept_layers"
+"""`hf.config` attribute: original layer indices kept by `drop_layers` (saved in config.json)."""
+
 
 class TextClassifier(nn.Module):
     """A Hugging Face sequence classifier whose forward takes tensors and returns logits.
@@ -39,12 +42,35 @@ class TextClassifier(nn.Module):
         attention_mask: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        input_ids, attention_mask, token_type_ids = _trim_padding(
+            input_ids, attention_mask, token_type_ids
+        )
         return self.hf(
             input_ids=input_ids,
             attention_mask=attention_mask,
             token_type_ids=token_type_ids,
             return_dict=True,
         ).logits
+
+    def forward_with_hidden_states(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Logits and the hidden states (embedding output, then each layer's output) of one
+        pass, so hidden-state distillation costs no second forward of the student."""
+        input_ids, attention_mask, token_type_ids = _trim_padding(
+            input_ids, attention_mask, token_type_ids
+        )
+        output = self.hf(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            output_hidden_states=True,
+            return_dict=True,
+        )
+        return output.logits, list(output.hidden_states)
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -282,13 +308,19 @@ def kept_layer_indices(num_layers: int, keep_ratio: float) -> list[int]:
 
 
 def drop_layers(model: TextClassifier, keep_ratio: float) -> TextClassifier:
-    """Keep `max(1, round(L × keep_ratio))` encoder layers (in place; returns `model`)."""
+    """Keep `max(1, round(L × keep_ratio))` encoder layers (in place; returns `model`).
+
+    Which of the original layers were kept goes into `hf.config` (`KEPT_LAYERS_KEY`), so
+    distillation can match each layer to its teacher layer, also after a reload.
+    """
     if not 0.0 < keep_ratio <= 1.0:
         raise Unsupported(f"layer keep ratio {keep_ratio} must be in (0, 1]")
     layers = _layers(model)
     kept = kept_layer_indices(len(layers), keep_ratio)
     if len(kept) == len(layers):
         return model
+    origin = kept_layers(model)
+    setattr(model.hf.config, KEPT_LAYERS_KEY, [origin[i] for i in kept])
     new_layers = nn.ModuleList([layers[i] for i in kept])
     for new_index, layer in enumerate(new_layers):
         for module in layer.modules():  # attention caches are indexed by layer position
@@ -297,3 +329,52 @@ def drop_layers(model: TextClassifier, keep_ratio: float) -> TextClassifier:
     _base(model).encoder.layer = new_layers
     model.hf.config.num_hidden_layers = len(new_layers)
     return model
+
+
+def kept_layers(model: TextClassifier) -> list[int]:
+    """For each of the model's layers, its index in the model before any layer was dropped.
+
+    Read from `hf.config` where `drop_layers` wrote it; a model never cut is its own origin.
+    """
+    count = len(_layers(model))
+    kept = getattr(model.hf.config, KEPT_LAYERS_KEY, None)
+    if kept is None:
+        return list(range(count))
+    if len(kept) != count:
+        raise Unsupported(
+            f"config.{KEPT_LAYERS_KEY} names {len(kept)} layers but the model has {count}"
+        )
+    return list(kept)
+
+
+def hidden_state_map(student: TextClassifier, teacher: TextClassifier) -> list[int]:
+    """For each hidden state of the student's `forward_with_hidden_states`, the teacher's.
+
+    Hidden state 0 is the embedding output (teacher's 0); hidden state i + 1 is the output
+    of layer i, matched to the output of the teacher layer it was kept from. Both sides
+    are read through `kept_layers`, so a teacher that was itself cut still lines up.
+    """
+    teacher_position = {origin: i for i, origin in enumerate(kept_layers(teacher))}
+    missing = [origin for origin in kept_layers(student) if origin not in teacher_position]
+    if missing:
+        raise Unsupported(f"student layers {missing} have no counterpart in the teacher")
+    return [0, *(teacher_position[origin] + 1 for origin in kept_layers(student))]
+
+
+def _trim_padding(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Drop the columns that are padding in every row of the batch.
+
+    With right padding and absolute positions this changes no logit, and it makes
+    training and scoring in torch several times cheaper on short texts (tweets are
+    ~25 tokens padded to 64). Never while tracing: the exported graph keeps its
+    dynamic sequence axis and is measured at the study's full sequence length.
+    """
+    if torch.onnx.is_in_onnx_export() or torch.jit.is_tracing():
+        return input_ids, attention_mask, token_type_ids
+    length = max(int(attention_mask.sum(dim=1).max()), 1)
+    if length == input_ids.shape[1]:
+        return input_ids, attention_mask, token_type_ids
+    trimmed = token_type_ids[:, :length] if token_type_ids is not None else None
+    return input_ids[:, :length], attention_mask[:, :length], trimmed

@@ -1,13 +1,16 @@
 """Compression passes, each one small step with one job.
 
 Torch passes run in `TORCH_PASSES` order: `apply(model, recipe, ctx) -> model`.
-After ONNX export, `apply_precision` turns the FP32 graph into the recipe's
-bit-width. A new pass is a new module here plus one line in `TORCH_PASSES`.
+The recipe's bit-width is applied by the target when it makes the student
+runnable: `apply_precision` on the exported ONNX graph (onnxruntime), or
+`quantize_linear_layers` with bitsandbytes on the torch model (torch-cuda).
+A new pass is a new module here plus one line in `TORCH_PASSES`.
 """
 
 from __future__ import annotations
 
 from autocompress.passes.base import PassContext, TorchPass
+from autocompress.passes.bnb import quantize_linear_layers
 from autocompress.passes.distill import Distillation, kd_loss
 from autocompress.passes.layer_drop import LayerDrop
 from autocompress.passes.precision import apply_precision
@@ -23,5 +26,6 @@ __all__ = [
     "Distillation",
     "kd_loss",
     "apply_precision",
+    "quantize_linear_layers",
     "TORCH_PASSES",
 ]

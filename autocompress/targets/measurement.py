@@ -10,6 +10,8 @@ import hashlib
 import json
 import os
 import platform
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import cache
 
@@ -34,7 +36,12 @@ INTERESTING_CPU_FLAGS = (
 
 @dataclass(frozen=True)
 class Measurement:
-    """Latency statistics over `repeats` timed runs after `warmup` untimed ones."""
+    """Latency statistics over `repeats` timed runs after `warmup` untimed ones.
+
+    `peak_memory_bytes` is the device memory high-water mark while the model ran,
+    where the target can see it (GPU targets); weight quantization often saves
+    memory rather than time.
+    """
 
     latency_p50_ms: float
     latency_p90_ms: float
@@ -47,6 +54,7 @@ class Measurement:
     threads: int
     provider: str
     machine_id: str
+    peak_memory_bytes: int | None = None
 
     @classmethod
     def from_timings(cls, timings_s: list[float], **context: object) -> Measurement:
@@ -63,6 +71,29 @@ class Measurement:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def time_runs(
+    run: Callable[[], object],
+    warmup: int,
+    repeats: int,
+    wait: Callable[[], None] = lambda: None,
+) -> list[float]:
+    """Seconds taken by each of `repeats` calls of `run`, after `warmup` untimed calls.
+
+    `wait` blocks until the device has finished (GPUs run asynchronously); it is
+    called inside the timed span, so a timing covers the work, not its launch.
+    """
+    for _ in range(warmup):
+        run()
+    wait()
+    timings = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        wait()
+        timings.append(time.perf_counter() - start)
+    return timings
 
 
 @cache

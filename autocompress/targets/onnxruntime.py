@@ -1,18 +1,33 @@
-"""onnxruntime as a target: sessions with pinned threads, and honest latency numbers."""
+"""onnxruntime as a target: the student exported to ONNX at the recipe's precision,
+sessions with pinned threads, and honest latency numbers."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnxruntime as ort
+from torch import nn
 
 from autocompress.config import TargetConfig
 from autocompress.errors import Unsupported, UserError
+from autocompress.passes.precision import apply_precision
 from autocompress.recipe import Recipe
-from autocompress.targets.measurement import Measurement, fingerprint_id, machine_fingerprint
+from autocompress.targets.base import Materialized
+from autocompress.targets.measurement import (
+    Measurement,
+    fingerprint_id,
+    machine_fingerprint,
+    time_runs,
+)
+
+if TYPE_CHECKING:
+    from autocompress.tasks.base import Task
+
+MODEL_FILE = "model.onnx"
 
 # Which recipe precisions each execution provider has kernels for. Anything else is
 # refused up front with a reason instead of being run on some other path.
@@ -26,6 +41,17 @@ def precision_name(recipe: Recipe) -> str:
     if recipe.bits == 8:
         return f"int8-{recipe.int8_mode}"
     return {32: "fp32", 16: "fp16", 4: "int4"}[recipe.bits]
+
+
+@dataclass(frozen=True)
+class OnnxSession:
+    """An onnxruntime session as a `Runnable`: the first output is the logits."""
+
+    session: ort.InferenceSession
+    size_bytes: int  # of the ONNX file
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run(None, feeds)[0]
 
 
 class OnnxRuntimeTarget:
@@ -65,6 +91,22 @@ class OnnxRuntimeTarget:
                 f"it runs {', '.join(sorted(supported))}"
             )
 
+    def materialize(
+        self, task: Task, student: nn.Module, recipe: Recipe, folder: Path
+    ) -> Materialized:
+        """Export `student` to FP32 ONNX, convert it to the recipe's precision as
+        `folder/model.onnx`, and open a session on it."""
+        fp32_path = folder / "model.fp32.onnx"
+        model_path = folder / MODEL_FILE
+        task.export_onnx(student, fp32_path)
+        apply_precision(fp32_path, model_path, recipe, task.calibration_feeds())
+        fp32_path.unlink()
+        return Materialized(runnable=self.load(model_path), files=[MODEL_FILE])
+
+    def load(self, model_path: Path) -> OnnxSession:
+        """A runnable session on an ONNX file (a trial's, an export's, a baseline's)."""
+        return OnnxSession(self.session(model_path), Path(model_path).stat().st_size)
+
     def session(self, model_path: Path) -> ort.InferenceSession:
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.config.intra_op_threads
@@ -81,20 +123,12 @@ class OnnxRuntimeTarget:
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
             raise Unsupported(f"{self.provider} cannot load this model: {first_line}") from error
 
-    def measure(
-        self, session: ort.InferenceSession, feed: dict[str, np.ndarray], model_path: Path
-    ) -> Measurement:
+    def measure(self, runnable: OnnxSession, feed: dict[str, np.ndarray]) -> Measurement:
         """Warm up, then time `repeats` runs of one fixed batch."""
-        for _ in range(self.config.warmup):
-            session.run(None, feed)
-        timings = []
-        for _ in range(self.config.repeats):
-            start = time.perf_counter()
-            session.run(None, feed)
-            timings.append(time.perf_counter() - start)
+        timings = time_runs(lambda: runnable.run(feed), self.config.warmup, self.config.repeats)
         return Measurement.from_timings(
             timings,
-            size_bytes=Path(model_path).stat().st_size,
+            size_bytes=runnable.size_bytes,
             warmup=self.config.warmup,
             batch_size=self.config.batch_size,
             threads=self.config.intra_op_threads,

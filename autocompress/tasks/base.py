@@ -10,15 +10,18 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnxruntime as ort
 import torch
 from torch import nn
 
 from autocompress.errors import Unsupported
 from autocompress.tasks.metrics import classification_metrics
-from autocompress.training import FitSettings
+from autocompress.training import FitSettings, random_batches
+
+if TYPE_CHECKING:
+    from autocompress.targets.base import Runnable
 
 
 class Task(ABC):
@@ -26,6 +29,7 @@ class Task(ABC):
 
     seed: int = 0
     f1_average: str = "macro"
+    _teacher: nn.Module | None = None  # set by `teacher()`
 
     # -- data and teacher ------------------------------------------------------------
     @abstractmethod
@@ -44,6 +48,10 @@ class Task(ABC):
     def validation_score(self, model: nn.Module) -> float:
         """Higher is better; used for early stopping, never for the reported metrics."""
 
+    def batch_order(self, rows: int, batch_size: int, generator: torch.Generator) -> list:
+        """Which training rows form each batch; random unless a task knows better."""
+        return random_batches(rows, batch_size, generator)
+
     @abstractmethod
     def label_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The hard-label loss, the same for the teacher and for students."""
@@ -55,6 +63,12 @@ class Task(ABC):
     @abstractmethod
     def teacher_logits(self) -> torch.Tensor:
         """The teacher's logits on the training split, computed once, for distillation."""
+
+    def loaded_teacher(self) -> nn.Module:
+        """The teacher `teacher()` returned, for passes that distil from more than its logits."""
+        if self._teacher is None:
+            raise RuntimeError("teacher() must be called before loaded_teacher()")
+        return self._teacher
 
     # -- structure ---------------------------------------------------------------------
     @abstractmethod
@@ -79,6 +93,16 @@ class Task(ABC):
     def drop_layers(self, model: nn.Module, keep_ratio: float) -> nn.Module:
         """Keep `keep_ratio` of the model's layers; only layered models can."""
         raise Unsupported(f"{type(self).__name__} models have no layers to drop")
+
+    def forward_with_hidden_states(
+        self, model: nn.Module, inputs: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Logits and intermediate representations of one forward pass (hidden-state KD)."""
+        raise Unsupported(f"{type(self).__name__} models expose no hidden states to distil")
+
+    def hidden_state_map(self, student: nn.Module, teacher: nn.Module) -> list[int]:
+        """For each of the student's hidden states, the index of the teacher's it learns from."""
+        raise Unsupported(f"{type(self).__name__} models expose no hidden states to distil")
 
     # -- ONNX side ---------------------------------------------------------------------
     @abstractmethod
@@ -113,9 +137,9 @@ class Task(ABC):
             for start in range(0, rows, batch_size)
         ]
 
-    def evaluate(self, session: ort.InferenceSession, split: str = "test") -> dict[str, float]:
-        """Score an ONNX session on a split: accuracy, F1 (macro and positive), ROC AUC."""
-        logits = session.run(None, self.feeds(split))[0]
+    def evaluate(self, runnable: Runnable, split: str = "test") -> dict[str, float]:
+        """Score a model on its target on a split: accuracy, F1 (macro and positive), ROC AUC."""
+        logits = runnable.run(self.feeds(split))
         return classification_metrics(
             np.asarray(logits, dtype=np.float32), self.labels(split), self.f1_average
         )

@@ -106,6 +106,7 @@ class CreditTask(Task):
             loss_fn=lambda logits, y, _: self.label_loss(logits, y),
             score_fn=self.validation_score,
             settings=self.fit_settings(settings.epochs),
+            batch_order=self.batch_order,
         )
         return model
 

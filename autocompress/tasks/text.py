@@ -25,6 +25,7 @@ from autocompress.errors import UserError
 from autocompress.models.bert import (
     TextClassifier,
     drop_layers,
+    hidden_state_map,
     pruning_options,
     sync_after_pruning,
 )
@@ -167,11 +168,27 @@ class TextTask(Task):
             score_fn=self.validation_score,
             settings=self._settings(settings, settings.epochs),
             on_epoch=report,
+            progress="teacher fine-tuning",
+            batch_order=self.batch_order,
         )
         return model
 
     def train_tensors(self) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
         return self._tensors["train"], torch.from_numpy(self.splits.labels["train"])
+
+    def batch_order(self, rows: int, batch_size: int, generator: torch.Generator) -> list:
+        """Batches of similar length (random within and across groups of 50 batches), so
+        trimmed padding makes training several times cheaper (as `group_by_length`)."""
+        lengths = self._tensors["train"][1].sum(dim=1)
+        permutation = torch.randperm(rows, generator=generator)
+        group = batch_size * 50
+        batches = []
+        for start in range(0, rows, group):
+            chunk = permutation[start : start + group]
+            chunk = chunk[torch.argsort(lengths[chunk], descending=True, stable=True)]
+            batches += list(chunk.split(batch_size))
+        shuffled = torch.randperm(len(batches), generator=generator)
+        return [batches[i] for i in shuffled]
 
     def label_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, labels)
@@ -227,6 +244,14 @@ class TextTask(Task):
 
     def drop_layers(self, model: nn.Module, keep_ratio: float) -> nn.Module:
         return drop_layers(model, keep_ratio)
+
+    def forward_with_hidden_states(
+        self, model: nn.Module, inputs: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        return model.forward_with_hidden_states(*inputs)
+
+    def hidden_state_map(self, student: nn.Module, teacher: nn.Module) -> list[int]:
+        return hidden_state_map(student, teacher)
 
     # -- ONNX side ---------------------------------------------------------------------
     def export_onnx(self, model: nn.Module, path: Path) -> None:

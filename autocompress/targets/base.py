@@ -1,0 +1,66 @@
+"""What every target offers: a trial's student made runnable there, and measured there.
+
+A target turns a compressed torch model into something it can run (`materialize`:
+an onnxruntime session over an exported, quantized graph; a bitsandbytes model on
+a GPU), measures it (`measure`), and says up front which recipes it cannot run
+(`check`). Tasks score any `Runnable` the same way, so the pipeline never asks
+which target it has.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+from torch import nn
+
+from autocompress.config import TargetConfig
+from autocompress.recipe import Recipe
+from autocompress.targets.measurement import Measurement
+
+if TYPE_CHECKING:  # tasks import this module's Runnable; avoid the import cycle
+    from autocompress.tasks.base import Task
+
+
+class Runnable(Protocol):
+    """A model ready on its target: named numpy inputs in, float logits out."""
+
+    @property
+    def size_bytes(self) -> int:
+        """What the model occupies (file or memory), as the target counts it."""
+        ...
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Materialized:
+    """A runnable model and the files written for it (kept as the trial's artifacts)."""
+
+    runnable: Runnable
+    files: list[str]
+
+
+class Target(Protocol):
+    config: TargetConfig
+
+    def fingerprint(self) -> dict[str, object]:
+        """Machine plus runtime: what makes two latencies comparable."""
+        ...
+
+    def check(self, recipe: Recipe) -> None:
+        """Raise `Unsupported` with the reason when this target cannot run `recipe`."""
+        ...
+
+    def materialize(
+        self, task: Task, student: nn.Module, recipe: Recipe, folder: Path
+    ) -> Materialized:
+        """Make `student` runnable at the recipe's precision; write its files to `folder`.
+        `student` itself is never changed."""
+        ...
+
+    def measure(self, runnable: Runnable, feed: dict[str, np.ndarray]) -> Measurement:
+        """Warm up, then time `config.repeats` runs of one fixed batch."""
+        ...

@@ -1,0 +1,265 @@
+"""Hidden-state distillation on a tiny random BERT: a no-op at weight 0, a real change
+above it, the kept-layer mapping after layer drop and width pruning, projections that
+never reach the student, and a text study that searches with it. Also the progress bar."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import numpy_helper
+from optuna.trial import TrialState
+from safetensors.torch import load_file
+from torch import nn
+
+from autocompress import UserError, load_study_config, run_study
+from autocompress.config import (
+    FitConfig,
+    OptimizerConfig,
+    TextDataConfig,
+    TextModelConfig,
+    TextTaskConfig,
+)
+from autocompress.models.bert import KEPT_LAYERS_KEY, TextClassifier, kept_layers
+from autocompress.passes import (
+    Distillation,
+    LayerDrop,
+    PassContext,
+    StructuredPruning,
+    distill,
+    kd_loss,
+)
+from autocompress.recipe import Recipe
+from autocompress.tasks.text import TextTask
+from autocompress.training import FitSettings, fit
+from tests.conftest import tiny_study_dict, write_study
+from tests.text_fixtures import make_sentences, make_tiny_bert, tiny_text_study
+
+LABEL_NAMES = ["bearish", "bullish", "neutral"]
+KD = {"finetune_epochs": 1, "kd_temperature": 2.0, "kd_alpha": 0.5}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("hidden")
+
+
+@pytest.fixture(scope="module")
+def model_dir(workspace: Path) -> Path:
+    return make_tiny_bert(workspace / "tiny-bert")
+
+
+@pytest.fixture(scope="module")
+def data_file(workspace: Path) -> Path:
+    path = workspace / "sentences.csv"
+    make_sentences().to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def task(workspace: Path, model_dir: Path, data_file: Path) -> TextTask:
+    """A text task whose teacher (4 layers, hidden 32) is fine-tuned once for the module."""
+    config = TextTaskConfig(
+        kind="text",
+        model=TextModelConfig(path=str(model_dir), max_seq_length=16),
+        data=TextDataConfig(path=str(data_file), label_names=LABEL_NAMES),
+        teacher=FitConfig(epochs=2, batch_size=16, learning_rate=1e-3),
+        finetune=OptimizerConfig(batch_size=16, learning_rate=1e-3),
+    )
+    text_task = TextTask(config, "macro")
+    text_task.teacher(workspace / "teachers")
+    return text_task
+
+
+@pytest.fixture
+def teacher(task: TextTask) -> TextClassifier:
+    return task.loaded_teacher()
+
+
+def compress(task: TextTask, recipe: Recipe, seed: int = 0) -> nn.Module:
+    """The torch passes on a copy of the teacher, as the pipeline runs them."""
+    model = copy.deepcopy(task.loaded_teacher())
+    context = PassContext(task=task, seed=seed)
+    for compression_pass in (LayerDrop(), StructuredPruning(), Distillation()):
+        model = compression_pass.apply(model, recipe, context)
+    return model
+
+
+def drop_half(model: nn.Module, task: TextTask) -> nn.Module:
+    """Keep half of a copy's layers."""
+    return LayerDrop().apply(copy.deepcopy(model), Recipe(layer_keep_ratio=0.5), PassContext(task))
+
+
+def holds_any(weights: list[np.ndarray], arrays: list[np.ndarray]) -> bool:
+    """Whether any of `arrays` is one of `weights`, as is or transposed (as ONNX stores it)."""
+    return any(
+        np.array_equal(array, weight) or np.array_equal(array, weight.T)
+        for weight in weights
+        for array in arrays
+    )
+
+
+def weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: tensor.clone() for name, tensor in model.state_dict().items()}
+
+
+@pytest.fixture(scope="module")
+def plain_kd(task: TextTask) -> dict[str, torch.Tensor]:
+    """The weights of a half-depth student after one epoch of logit KD, weight 0."""
+    return weights(compress(task, Recipe(layer_keep_ratio=0.5, hidden_distill_weight=0.0, **KD)))
+
+
+def test_zero_weight_is_exactly_plain_logit_kd(
+    task: TextTask, plain_kd: dict[str, torch.Tensor]
+) -> None:
+    # the reference: logit KD written out against `fit`, as before hidden states existed
+    reference = drop_half(task.loaded_teacher(), task)
+    inputs, labels = task.train_tensors()
+    torch.manual_seed(0)
+    fit(
+        reference,
+        inputs,
+        labels,
+        loss_fn=lambda logits, y, index: kd_loss(
+            logits, task.teacher_logits()[index], task.label_loss(logits, y), 2.0, 0.5
+        ),
+        score_fn=task.validation_score,
+        settings=task.fit_settings(1),
+        batch_order=task.batch_order,
+    )
+    assert plain_kd.keys() == reference.state_dict().keys()
+    for name, tensor in reference.state_dict().items():
+        assert torch.equal(plain_kd[name], tensor), name
+
+
+def test_positive_weight_changes_the_trained_student(
+    task: TextTask, plain_kd: dict[str, torch.Tensor]
+) -> None:
+    hidden = weights(compress(task, Recipe(layer_keep_ratio=0.5, hidden_distill_weight=1.0, **KD)))
+    assert plain_kd.keys() == hidden.keys()
+    changed = [name for name in plain_kd if not torch.equal(plain_kd[name], hidden[name])]
+    assert len(changed) > len(plain_kd) // 2
+
+
+def test_kept_layer_mapping_follows_layer_drop(task: TextTask, teacher: TextClassifier) -> None:
+    assert kept_layers(teacher) == [0, 1, 2, 3]
+    assert task.hidden_state_map(teacher, teacher) == [0, 1, 2, 3, 4]
+
+    half = drop_half(teacher, task)
+    assert getattr(half.hf.config, KEPT_LAYERS_KEY) == [1, 3]  # last of each block of two
+    assert task.hidden_state_map(half, teacher) == [0, 2, 4]  # embeddings, layers 1 and 3
+    assert not hasattr(teacher.hf.config, KEPT_LAYERS_KEY)  # the teacher's copy is untouched
+
+    # cut again: indices stay those of the original model, and a cut teacher lines up too
+    quarter = drop_half(half, task)
+    assert kept_layers(quarter) == [3]
+    assert task.hidden_state_map(quarter, teacher) == [0, 4]
+    assert task.hidden_state_map(quarter, half) == [0, 2]
+
+
+def test_projections_map_pruned_widths_and_never_reach_the_student(
+    task: TextTask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[distill.HiddenStateLoss] = []
+    between = distill.HiddenStateLoss.between
+
+    def spy(*args, **kwargs) -> distill.HiddenStateLoss:
+        built.append(between(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(distill.HiddenStateLoss, "between", spy)
+    recipe = Recipe(layer_keep_ratio=0.5, pruning_ratio=0.5, hidden_distill_weight=1.0, **KD)
+    student = compress(task, recipe)
+
+    assert student.spec["hidden_size"] == 16 and student.spec["num_hidden_layers"] == 2
+    (hidden,) = built
+    assert hidden.sources == [0, 2, 4]  # kept-layer mapping, not the first two layers
+    assert [(p.in_features, p.out_features) for p in hidden.projections] == [(16, 32)] * 3
+    projected = [p.weight.detach().numpy() for p in hidden.projections]
+    trained = [p for p in hidden.projections if p.weight.grad is not None]
+    assert len(trained) == 3  # trained jointly with the student
+
+    student_parameters = {id(p) for p in student.parameters()}
+    assert not any(id(p) in student_parameters for p in hidden.parameters())
+    keys = set(student.state_dict())
+    assert not any("projection" in key for key in keys)
+
+    student.save_pretrained(tmp_path / "student")
+    saved = load_file(tmp_path / "student" / "model.safetensors")
+    assert {f"hf.{key}" for key in saved} <= keys
+    assert not holds_any(projected, [tensor.numpy() for tensor in saved.values()])
+
+    task.export_onnx(student, tmp_path / "student.onnx")
+    graph = onnx.load(tmp_path / "student.onnx").graph
+    assert not holds_any(projected, [numpy_helper.to_array(i) for i in graph.initializer])
+
+
+def test_kept_layers_survive_save_and_reload(task: TextTask, tmp_path: Path) -> None:
+    student = compress(task, Recipe(layer_keep_ratio=0.5, pruning_ratio=0.5))
+    student.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())[KEPT_LAYERS_KEY] == [1, 3]
+    reloaded = TextClassifier.from_pretrained(tmp_path)
+    assert kept_layers(reloaded) == [1, 3]
+    assert task.hidden_state_map(reloaded, task.loaded_teacher()) == [0, 2, 4]
+
+
+def test_hidden_distill_weight_is_text_only_and_described(tmp_path: Path) -> None:
+    study = tiny_study_dict(tmp_path)
+    study["search_space"] = {**study["search_space"], "hidden_distill_weight": 1.0}
+    with pytest.raises(UserError, match="hidden_distill_weight: does not apply to task kind"):
+        load_study_config(write_study(tmp_path, study))
+    assert "KD T=2.0 a=0.50 +hid 0.5 1ep" in Recipe(hidden_distill_weight=0.5, **KD).describe
+    assert "+hid" not in Recipe(**KD).describe
+
+
+def test_text_study_with_hidden_distillation_completes(
+    task: TextTask,
+    workspace: Path,
+    model_dir: Path,
+    data_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    space = {
+        "layer_keep_ratio": 0.5,
+        "pruning_ratio": {"choices": [0.0, 0.5]},
+        "finetune_epochs": 1,
+        "hidden_distill_weight": 1.0,
+        "bits": 32,
+    }
+    study = tiny_text_study(tmp_path, model_dir, data_file, search_space=space, n_trials=2)
+    study["artifacts_dir"] = str(workspace)  # the `task` fixture's teacher: same settings
+    result = run_study(write_study(tmp_path, study))
+    trials = result.study.trials
+    assert len(trials) == 2 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert trials[1].user_attrs["recipe"]["hidden_distill_weight"] == 1.0
+    assert trials[1].user_attrs["student_spec"]["num_hidden_layers"] == 2
+    assert len(list((workspace / "teachers").iterdir())) == 1  # reused, not trained again
+
+
+def test_fit_shows_progress_on_stderr_when_asked(capsys: pytest.CaptureFixture[str]) -> None:
+    model = nn.Linear(3, 2)
+    inputs, labels = (torch.randn(40, 3),), torch.arange(40) % 2
+    settings = FitSettings(epochs=2, batch_size=8, learning_rate=0.01, weight_decay=0.0, patience=5)
+
+    def train(progress: str | None) -> str:
+        fit(
+            model,
+            inputs,
+            labels,
+            loss_fn=lambda logits, y, _: nn.functional.cross_entropy(logits, y),
+            score_fn=lambda _: 0.0,
+            settings=settings,
+            progress=progress,
+        )
+        return capsys.readouterr().err
+
+    assert train(None) == ""
+    shown = train("warming up")
+    assert "warming up 1/2" in shown and "warming up 2/2" in shown and "5/5" in shown
