@@ -8,6 +8,7 @@ kind of model is a new file in `tasks/`, never an `if` elsewhere.
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,12 +17,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from autocompress.atomic import atomic_directory
 from autocompress.errors import Unsupported
 from autocompress.tasks.metrics import classification_metrics
 from autocompress.training import FitSettings, random_batches
 
 if TYPE_CHECKING:
     from autocompress.targets.base import Runnable
+
+logger = logging.getLogger("autocompress")
 
 
 class Task(ABC):
@@ -36,9 +40,37 @@ class Task(ABC):
     def fingerprint(self) -> str:
         """A short hash of the data and teacher settings; keys the teacher cache."""
 
-    @abstractmethod
     def teacher(self, cache_dir: Path) -> nn.Module:
-        """The trained teacher, trained on first use and loaded from `cache_dir` after."""
+        """The trained teacher: trained on first use, then loaded from `cache_dir`.
+
+        The cache folder is keyed by `fingerprint()` and written atomically, so
+        concurrent workers either find a complete teacher or train their own.
+        """
+        if self._teacher is None:
+            folder = Path(cache_dir) / f"{self.cache_prefix}-teacher-{self.fingerprint()}"
+            if folder.is_dir():
+                logger.info("loading the cached teacher from %s", folder)
+                self._teacher = self._load_teacher(folder)
+            else:
+                self._teacher = self._train_teacher()
+                if not folder.exists():  # another worker may have cached it meanwhile
+                    with atomic_directory(folder) as staging:
+                        self._save_teacher(self._teacher, staging)
+        return self._teacher
+
+    cache_prefix: str = "task"
+
+    @abstractmethod
+    def _train_teacher(self) -> nn.Module:
+        """Train the teacher from scratch (or fine-tune it from a checkpoint)."""
+
+    @abstractmethod
+    def _save_teacher(self, teacher: nn.Module, folder: Path) -> None:
+        """Write everything `_load_teacher` needs into `folder`."""
+
+    @abstractmethod
+    def _load_teacher(self, folder: Path) -> nn.Module:
+        """Read a teacher `_save_teacher` wrote."""
 
     @abstractmethod
     def train_tensors(self) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:

@@ -18,7 +18,6 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 from torch.nn import functional as F
 
-from autocompress.atomic import atomic_directory
 from autocompress.config import DataConfig, StudyConfig, TeacherConfig
 from autocompress.errors import UserError
 from autocompress.models import MLPClassifier
@@ -58,7 +57,6 @@ class CreditTask(Task):
         }
         counts = np.bincount(self.labels("train"), minlength=2).astype(np.float32)
         self._class_weights = torch.from_numpy(counts.sum() / (len(counts) * counts))
-        self._teacher: nn.Module | None = None
         self._teacher_logits: torch.Tensor | None = None
 
     @classmethod
@@ -80,17 +78,13 @@ class CreditTask(Task):
         )
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
-    def teacher(self, cache_dir: Path) -> nn.Module:
-        if self._teacher is None:
-            folder = Path(cache_dir) / f"credit-teacher-{self.fingerprint()}"
-            if (folder / "model.safetensors").is_file():
-                self._teacher = MLPClassifier.from_pretrained(folder)
-            else:
-                self._teacher = self._train_teacher()
-                if not folder.exists():  # another worker may have cached it meanwhile
-                    with atomic_directory(folder) as staging:
-                        self._teacher.save_pretrained(staging)
-        return self._teacher
+    cache_prefix = "credit"
+
+    def _save_teacher(self, teacher: nn.Module, folder: Path) -> None:
+        teacher.save_pretrained(folder)
+
+    def _load_teacher(self, folder: Path) -> nn.Module:
+        return MLPClassifier.from_pretrained(folder)
 
     def _train_teacher(self) -> MLPClassifier:
         settings = self.teacher_config

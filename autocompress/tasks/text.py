@@ -19,7 +19,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from autocompress.atomic import atomic_directory
 from autocompress.config import StudyConfig, TextTaskConfig
 from autocompress.errors import UserError
 from autocompress.models.bert import (
@@ -71,7 +70,6 @@ class TextTask(Task):
                 f"{self.model_dir}: {str(error).splitlines()[0]}"
             ) from None
         self._tensors = {name: self._tokenize(texts) for name, texts in self.splits.texts.items()}
-        self._teacher: TextClassifier | None = None
         self._teacher_logits: torch.Tensor | None = None
 
     @classmethod
@@ -110,21 +108,20 @@ class TextTask(Task):
         )
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
-    def teacher(self, cache_dir: Path) -> nn.Module:
-        if self._teacher is None:
-            folder = Path(cache_dir) / f"text-teacher-{self.fingerprint()}"
-            if (folder / LOGITS_FILE).is_file():
-                logger.info("loading the cached fine-tuned teacher from %s", folder)
-                self._teacher = TextClassifier.from_pretrained(folder)
-                self._teacher_logits = torch.from_numpy(np.load(folder / LOGITS_FILE))
-            else:
-                self._teacher = self._fine_tune_teacher()
-                self._teacher_logits = self._logits(self._teacher, "train")
-                if not folder.exists():  # another worker may have cached it meanwhile
-                    with atomic_directory(folder) as staging:
-                        self._teacher.save_pretrained(staging)
-                        np.save(staging / LOGITS_FILE, self._teacher_logits.numpy())
-        return self._teacher
+    cache_prefix = "text"
+
+    def _train_teacher(self) -> nn.Module:
+        teacher = self._fine_tune_teacher()
+        self._teacher_logits = self._logits(teacher, "train")
+        return teacher
+
+    def _save_teacher(self, teacher: nn.Module, folder: Path) -> None:
+        teacher.save_pretrained(folder)
+        np.save(folder / LOGITS_FILE, self._teacher_logits.numpy())
+
+    def _load_teacher(self, folder: Path) -> nn.Module:
+        self._teacher_logits = torch.from_numpy(np.load(folder / LOGITS_FILE))
+        return TextClassifier.from_pretrained(folder)
 
     def _fine_tune_teacher(self) -> TextClassifier:
         from transformers import AutoModelForSequenceClassification
