@@ -140,7 +140,13 @@ class TinyTextTask(Task):
     def fingerprint(self) -> str:
         raise NotImplementedError
 
-    def teacher(self, cache_dir: Path) -> nn.Module:
+    def _train_teacher(self) -> nn.Module:
+        raise NotImplementedError
+
+    def _save_teacher(self, teacher: nn.Module, folder: Path) -> None:
+        raise NotImplementedError
+
+    def _load_teacher(self, folder: Path) -> nn.Module:
         raise NotImplementedError
 
     def validation_score(self, model: nn.Module) -> float:
