@@ -144,7 +144,9 @@ class CostControlConfig(_Strict):
     multi-objective studies, so autocompress applies a median rule on validation
     scores reported after every fine-tuning epoch, plus a per-trial time budget."""
 
-    median_stop: bool = True
+    # Off by default: the median compares validation scores only, so in a search that
+    # trades score for latency it would also stop fast, slightly weaker trials.
+    median_stop: bool = False
     min_epochs: Annotated[int, Field(ge=1)] = 2
     min_trials: Annotated[int, Field(ge=1)] = 5
     trial_budget_s: Annotated[float, Field(gt=0.0)] | None = None
