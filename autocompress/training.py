@@ -43,6 +43,18 @@ class FitSettings:
     patience: int
     seed: int = 0
 
+    @classmethod
+    def of(cls, optimizer: Any, epochs: int, seed: int) -> FitSettings:
+        """From any study-file section with batch_size, learning_rate, weight_decay, patience."""
+        return cls(
+            epochs=epochs,
+            batch_size=optimizer.batch_size,
+            learning_rate=optimizer.learning_rate,
+            weight_decay=optimizer.weight_decay,
+            patience=optimizer.patience,
+            seed=seed,
+        )
+
 
 @dataclass(frozen=True)
 class FitReport:

@@ -85,3 +85,21 @@ def autocompress_cli(*args: str, cwd: Path | None = None) -> subprocess.Complete
         timeout=600,
         env={**os.environ, "COLUMNS": "200"},
     )
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random BERT checkpoint with the real MiniLM tokenizer (tests/text_fixtures.py)."""
+    from tests.text_fixtures import make_tiny_bert
+
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def data_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Generated labelled financial sentences as a CSV (text, label)."""
+    from tests.text_fixtures import make_sentences
+
+    path = tmp_path_factory.mktemp("sentences") / "sentences.csv"
+    make_sentences().to_csv(path, index=False)
+    return path

@@ -38,7 +38,7 @@ from autocompress.recipe import Recipe
 from autocompress.tasks.text import TextTask
 from autocompress.training import FitSettings, fit
 from tests.conftest import tiny_study_dict, write_study
-from tests.text_fixtures import make_sentences, make_tiny_bert, tiny_text_study
+from tests.text_fixtures import tiny_text_study
 
 LABEL_NAMES = ["bearish", "bullish", "neutral"]
 KD = {"finetune_epochs": 1, "kd_temperature": 2.0, "kd_alpha": 0.5}
@@ -47,18 +47,6 @@ KD = {"finetune_epochs": 1, "kd_temperature": 2.0, "kd_alpha": 0.5}
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("hidden")
-
-
-@pytest.fixture(scope="module")
-def model_dir(workspace: Path) -> Path:
-    return make_tiny_bert(workspace / "tiny-bert")
-
-
-@pytest.fixture(scope="module")
-def data_file(workspace: Path) -> Path:
-    path = workspace / "sentences.csv"
-    make_sentences().to_csv(path, index=False)
-    return path
 
 
 @pytest.fixture(scope="module")

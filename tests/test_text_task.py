@@ -17,24 +17,12 @@ from autocompress.config import CostControlConfig, TextDataConfig
 from autocompress.search import EpochMonitor
 from autocompress.tasks.text_data import load_text_splits
 from tests.conftest import write_study
-from tests.text_fixtures import make_sentences, make_tiny_bert, tiny_text_study
+from tests.text_fixtures import make_sentences, tiny_text_study
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("text")
-
-
-@pytest.fixture(scope="module")
-def model_dir(workspace: Path) -> Path:
-    return make_tiny_bert(workspace / "tiny-bert")
-
-
-@pytest.fixture(scope="module")
-def data_file(workspace: Path) -> Path:
-    path = workspace / "sentences.csv"
-    make_sentences().to_csv(path, index=False)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -109,15 +109,7 @@ class CreditTask(Task):
         return F.cross_entropy(logits, labels, weight=self._class_weights)
 
     def fit_settings(self, epochs: int) -> FitSettings:
-        settings = self.teacher_config
-        return FitSettings(
-            epochs=epochs,
-            batch_size=settings.batch_size,
-            learning_rate=settings.learning_rate,
-            weight_decay=settings.weight_decay,
-            patience=settings.patience,
-            seed=self.seed,
-        )
+        return FitSettings.of(self.teacher_config, epochs, self.seed)
 
     def train_tensors(self) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
         return (torch.from_numpy(self._arrays["train"]),), torch.from_numpy(self.labels("train"))

@@ -163,7 +163,7 @@ class TextTask(Task):
             labels,
             loss_fn=lambda logits, y, _: self.label_loss(logits, y),
             score_fn=self.validation_score,
-            settings=self._settings(settings, settings.epochs),
+            settings=FitSettings.of(settings, settings.epochs, self.seed),
             on_epoch=report,
             progress="teacher fine-tuning",
             batch_order=self.batch_order,
@@ -191,17 +191,7 @@ class TextTask(Task):
         return F.cross_entropy(logits, labels)
 
     def fit_settings(self, epochs: int) -> FitSettings:
-        return self._settings(self.config.finetune, epochs)
-
-    def _settings(self, fit_config, epochs: int) -> FitSettings:
-        return FitSettings(
-            epochs=epochs,
-            batch_size=fit_config.batch_size,
-            learning_rate=fit_config.learning_rate,
-            weight_decay=fit_config.weight_decay,
-            patience=fit_config.patience,
-            seed=self.seed,
-        )
+        return FitSettings.of(self.config.finetune, epochs, self.seed)
 
     def teacher_logits(self) -> torch.Tensor:
         if self._teacher_logits is None:
