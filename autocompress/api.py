@@ -18,7 +18,6 @@ from pathlib import Path
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.trial import FrozenTrial
-from sqlalchemy.engine import make_url
 from torch import nn
 
 from autocompress.config import LoadedStudy, load_study_config
@@ -34,7 +33,13 @@ from autocompress.search import (
     enqueue_first_trials,
 )
 from autocompress.select import select
-from autocompress.store import Store, check_reachable, optuna_storage, safe_url
+from autocompress.store import (
+    Store,
+    check_reachable,
+    database_exists,
+    optuna_storage,
+    safe_url,
+)
 from autocompress.targets import Target, build_target
 from autocompress.tasks import Task, build_task
 
@@ -215,16 +220,8 @@ def _create_or_resume(loaded: LoadedStudy) -> optuna.Study:
 def _load_existing(loaded: LoadedStudy) -> optuna.Study:
     """Open a study that must already exist; reading never creates a database."""
     config = loaded.config
-    url = make_url(config.storage_url)
-    missing_file = (
-        url.get_backend_name() == "sqlite"
-        and url.database not in (None, "", ":memory:")
-        and not Path(url.database).is_file()
-    )
-    if not missing_file:
-        check_reachable(config.storage_url)
     try:
-        if missing_file:
+        if not database_exists(config.storage_url):
             raise KeyError(config.study_name)
         return optuna.load_study(
             study_name=config.study_name, storage=optuna_storage(config.storage_url)

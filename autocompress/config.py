@@ -22,6 +22,7 @@ from autocompress.recipe import RECIPE_FIELDS, FieldSpec
 
 EMBEDDED_PREFIX = "embedded:"
 DEFAULT_RUNS_DIR = Path("runs")
+DEFAULT_STORAGE_URL = f"sqlite:///{DEFAULT_RUNS_DIR / 'autocompress.db'}"
 OBJECTIVE_METRICS = (
     "accuracy",
     "f1",
@@ -193,9 +194,7 @@ class StudyConfig(_Strict):
 
     @property
     def storage_url(self) -> str:
-        if self.storage:
-            return self.storage
-        return f"sqlite:///{DEFAULT_RUNS_DIR / 'autocompress.db'}"
+        return self.storage or DEFAULT_STORAGE_URL
 
     @property
     def artifacts_path(self) -> Path:

@@ -56,12 +56,44 @@ class Recipe:
             if self.hidden_distill_weight > 0:
                 kd += f" +hid {self.hidden_distill_weight:.2g}"
             parts.append(f"{kd} {self.finetune_epochs}ep")
-        precision = {32: "fp32", 16: "fp16", 4: f"int4 w/o b{self.int4_block_size}"}
-        if self.bits == 8:
-            parts.append(f"int8 {self.int8_mode}{' per-ch' if self.per_channel else ''}")
-        else:
-            parts.append(precision[self.bits])
+        parts.append(self.precision)
         return ", ".join(parts)
+
+    @property
+    def precision(self) -> str:
+        """The bit-width in a few words, e.g. `int8 static per-ch`."""
+        if self.bits == 8:
+            return f"int8 {self.int8_mode}{' per-ch' if self.per_channel else ''}"
+        return {32: "fp32", 16: "fp16", 4: f"int4 w/o b{self.int4_block_size}"}[self.bits]
+
+    def pass_chain(self) -> list[str]:
+        """What each pass does to the teacher, in order, for notes and reports."""
+        steps = []
+        if self.layer_keep_ratio < 1.0:
+            steps.append(
+                f"layer drop: keep {self.layer_keep_ratio:.0%} of the layers, evenly spaced"
+            )
+        if self.pruning_ratio > 0:
+            steps.append(
+                f"structured pruning: remove {self.pruning_ratio:.0%} of the channels "
+                f"(heads/FFN/hidden in transformers), ranked by {self.pruning_importance}"
+            )
+        if self.finetune_epochs == 0:
+            steps.append("no fine-tuning")
+        elif self.kd_alpha > 0:
+            hidden = (
+                f", hidden-state matching weight {self.hidden_distill_weight:g}"
+                if self.hidden_distill_weight > 0
+                else ""
+            )
+            steps.append(
+                f"distillation from the teacher: {self.finetune_epochs} epoch(s), "
+                f"T={self.kd_temperature:.2f}, alpha={self.kd_alpha:.2f}{hidden}"
+            )
+        else:
+            steps.append(f"fine-tuning on the labels: {self.finetune_epochs} epoch(s)")
+        steps.append(f"precision: {self.precision}")
+        return steps
 
 
 @dataclass(frozen=True)

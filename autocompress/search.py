@@ -14,9 +14,15 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from torch import nn
 
 from autocompress.config import CostControlConfig, LoadedStudy, ParamSpace, SamplerConfig
+from autocompress.dashboard import (
+    attach_report_artifacts,
+    completed_trial_note,
+    save_trial_note,
+    set_constraints,
+)
 from autocompress.errors import Unsupported
 from autocompress.front import TEACHER_ROLE, compute_front
-from autocompress.pipeline import evaluate_recipe
+from autocompress.pipeline import Evaluation, evaluate_recipe
 from autocompress.recipe import RECIPE_FIELDS, Recipe
 from autocompress.store import Store
 from autocompress.targets import Target
@@ -94,6 +100,7 @@ class Objective:
         self.target = target
         self.teacher_metrics = teacher_metrics
         self.artifact_store = artifact_store
+        self.teacher_parameters = sum(p.numel() for p in teacher.parameters())
 
     def __call__(self, trial: Trial) -> list[float]:
         config = self.loaded.config
@@ -116,6 +123,7 @@ class Objective:
                 )
             except (Unsupported, optuna.TrialPruned) as reason:
                 trial.set_user_attr("pruned_reason", str(reason))
+                save_trial_note(trial, f"### Trial {trial.number}: pruned\n\n{reason}\n")
                 raise optuna.TrialPruned(str(reason)) from None
             artifacts = {
                 name: upload_artifact(
@@ -125,23 +133,79 @@ class Objective:
                 )
                 for name in evaluation.files
             }
+        measurement = evaluation.measurement.to_dict()
         trial.set_user_attr("metrics", evaluation.metrics)
-        trial.set_user_attr("measurement", evaluation.measurement.to_dict())
+        trial.set_user_attr("measurement", measurement)
         trial.set_user_attr("student_spec", evaluation.student_spec)
         trial.set_user_attr("num_parameters", evaluation.num_parameters)
         trial.set_user_attr("artifacts", artifacts)
-        self._set_constraints(trial, evaluation.metrics)
-        observed = {**evaluation.metrics, **evaluation.measurement.to_dict()}
+        drops, constraints = self._drops_and_constraints(evaluation.metrics)
+        for metric, drop in drops.items():
+            trial.set_user_attr(f"{metric}_drop", drop)
+        set_constraints(trial, constraints)
+        self._describe_for_dashboard(trial, recipe, evaluation, drops, constraints)
+        observed = {**evaluation.metrics, **measurement}
         return [float(observed[metric]) for metric in config.objectives.metrics]
 
-    def _set_constraints(self, trial: Trial, metrics: dict[str, float]) -> None:
-        """Drops versus the teacher, recorded always, constrained where the study limits them."""
+    def _drops_and_constraints(
+        self, metrics: dict[str, float]
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """Drops versus the teacher (always recorded), and constraint values (drop minus
+        limit, feasible when ≤ 0) where the study limits them."""
         limits = self.loaded.config.constraints
+        drops, constraints = {}, {}
         for metric, limit in (("accuracy", limits.max_accuracy_drop), ("f1", limits.max_f1_drop)):
-            drop = self.teacher_metrics[metric] - metrics[metric]
-            trial.set_user_attr(f"{metric}_drop", drop)
+            drops[metric] = self.teacher_metrics[metric] - metrics[metric]
             if limit is not None:
-                trial.set_constraint(f"{metric}_drop", drop - limit)
+                constraints[f"{metric}_drop"] = drops[metric] - limit
+        return drops, constraints
+
+    def _describe_for_dashboard(
+        self,
+        trial: Trial,
+        recipe: Recipe,
+        evaluation: Evaluation,
+        drops: dict[str, float],
+        constraints: dict[str, float],
+    ) -> None:
+        """Recipe and metrics as artifacts beside the model, and a markdown note."""
+        measurement = evaluation.measurement.to_dict()
+        attach_report_artifacts(
+            trial,
+            self.artifact_store,
+            {
+                "recipe.yaml": {
+                    "recipe": recipe.to_dict(),
+                    "student_spec": evaluation.student_spec,
+                },
+                "metrics.json": {
+                    "metrics": evaluation.metrics,
+                    "drops_vs_teacher": drops,
+                    "constraints": constraints,
+                    "measurement": measurement,
+                    "num_parameters": evaluation.num_parameters,
+                },
+            },
+        )
+        curve = trial.user_attrs.get(VALID_CURVE, [])
+        passes = [
+            *recipe.pass_chain(),
+            f"parameters: {self.teacher_parameters:,} (teacher) → {evaluation.num_parameters:,}",
+        ]
+        if curve:
+            passes.append("validation score by epoch: " + ", ".join(f"{v:.4f}" for v in curve))
+        save_trial_note(
+            trial,
+            completed_trial_note(
+                trial.number,
+                recipe.describe,
+                passes,
+                evaluation.metrics,
+                drops,
+                measurement,
+                constraints,
+            ),
+        )
 
 
 class EpochMonitor:

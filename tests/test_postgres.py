@@ -23,7 +23,7 @@ from tests.conftest import autocompress_cli, tiny_study_dict, write_study
 def postgres_url() -> str:
     url = os.environ.get("AUTOCOMPRESS_TEST_POSTGRES_URL")
     if not url:
-        if os.environ.get("CI"):
+        if os.environ.get("AUTOCOMPRESS_CI"):
             pytest.fail("CI must provide AUTOCOMPRESS_TEST_POSTGRES_URL (see .ci/postgres.sh)")
         pytest.skip("no PostgreSQL server: set AUTOCOMPRESS_TEST_POSTGRES_URL (.ci/postgres.sh)")
     return url

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from autocompress import UserError, load_result, load_study_config, run_study, verify
 from autocompress.api import StudyResult
+from autocompress.dashboard import named_constraints
 from autocompress.models import MLPClassifier
 from autocompress.store.schema import ExportRecord, FrontSnapshot
 from autocompress.tasks import build_task
@@ -72,7 +73,10 @@ def test_every_trial_records_metrics_latency_and_constraint(result: StudyResult)
         assert measurement["repeats"] == 5 and measurement["batch_size"] == 32
         assert 0 < measurement["latency_p50_ms"] <= measurement["latency_p90_ms"]
         assert measurement["size_bytes"] > 0
-        assert set(trial.constraints) == {"accuracy_drop"}
+        limit = trial.user_attrs["accuracy_drop"] - 0.05
+        assert named_constraints(trial) == pytest.approx({"accuracy_drop": limit})
+        # One list that Optuna and optuna-dashboard both read as feasibility.
+        assert list(trial.constraints.values()) == pytest.approx([limit])
         assert trial.values == [metrics["accuracy"], metrics["f1"], measurement["latency_p50_ms"]]
         assert set(trial.user_attrs["artifacts"]) == {"model.onnx", "preprocessing.json"}
 

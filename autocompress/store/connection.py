@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import optuna
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from autocompress.errors import UserError
+
+if TYPE_CHECKING:  # optuna is imported only where it is used: the registry never needs it
+    import optuna
 
 
 def safe_url(url: str) -> str:
@@ -61,6 +64,20 @@ def check_reachable(url: str) -> None:
         engine.dispose()
 
 
+def database_exists(url: str) -> bool:
+    """Whether there is a database to read; a missing SQLite file is never created.
+
+    Server databases are checked for reachability (a clear error when down).
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        return Path(parsed.database).is_file()
+    check_reachable(url)
+    return True
+
+
 def optuna_storage(url: str) -> optuna.storages.RDBStorage:
     """Optuna's RDB storage; heartbeats and retries for many workers plug in here."""
+    import optuna
+
     return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})

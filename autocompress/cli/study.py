@@ -1,7 +1,4 @@
-"""`autocompress` on the command line: run, front, export, verify.
-
-User mistakes print one message and exit 2; a failed verification exits 1.
-"""
+"""Study commands: run (or resume) a search, print its front, export, verify."""
 
 from __future__ import annotations
 
@@ -9,55 +6,26 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.logging import RichHandler
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from autocompress.cli._common import (
+    StorageOption,
+    StudyFile,
+    StudyNameOption,
+    app,
+    console,
+    user_errors,
+)
 from autocompress.config import load_study_config
-from autocompress.errors import UserError
 
 if TYPE_CHECKING:
     from autocompress.front import FrontMember
-
-# The heavy stack (torch, onnxruntime, optuna) is imported inside the commands that
-# need it, so `--help` and bad input answer in a moment.
-
-app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
-# Tables are wide; when output is piped (CI, logs) do not squeeze them into 80 columns.
-console = Console(width=None if sys.stdout.isatty() else 160)
-errors = Console(stderr=True)
-F = TypeVar("F", bound=Callable[..., Any])
-
-StudyFile = Annotated[Path, typer.Argument(help="A study file, e.g. studies/german_credit.yaml")]
-StorageOption = Annotated[
-    str | None, typer.Option("--storage", help="SQLAlchemy URL; overrides the study file")
-]
-StudyNameOption = Annotated[
-    str | None, typer.Option("--study-name", help="Optuna study name; overrides the study file")
-]
-
-
-def user_errors(command: F) -> F:
-    """Print a `UserError` once, without a traceback, and exit with its code."""
-
-    @wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except UserError as error:
-            errors.print(
-                f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True
-            )
-            raise typer.Exit(error.exit_code) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 @app.command()
@@ -242,7 +210,3 @@ def _print_front(members: list[FrontMember], teacher: FrontMember | None, title:
             f"{m.get('num_parameters') or 0:,}",
         )
     console.print(table)
-
-
-def main() -> None:
-    app()

@@ -1,0 +1,14 @@
+"""`autocompress` on the command line, one module per command group.
+
+The heavy stack (torch, onnxruntime, optuna) is imported inside the commands that
+need it, so `--help` and bad input answer in a moment.
+"""
+
+from autocompress.cli import dashboard, study  # noqa: F401  (each module registers its commands)
+from autocompress.cli._common import app
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,70 @@
+"""`autocompress dashboard`: optuna-dashboard on a study database, with its artifacts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from autocompress.cli._common import StorageOption, app, console, user_errors
+from autocompress.config import DEFAULT_RUNS_DIR, DEFAULT_STORAGE_URL, load_study_config
+from autocompress.errors import UserError
+
+
+@app.command()
+@user_errors
+def dashboard(
+    study_file: Annotated[
+        Path | None,
+        typer.Argument(help="A study file: its database and artifacts (else --storage)"),
+    ] = None,
+    storage: StorageOption = None,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to bind; other machines need 0.0.0.0")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8080,
+    artifact_dir: Annotated[
+        Path | None,
+        typer.Option("--artifact-dir", help="Trial artifacts; default: the study's"),
+    ] = None,
+) -> None:
+    """Browse studies in optuna-dashboard: objectives, feasibility, notes and artifacts."""
+    from autocompress.dashboard import check_port_free, serve
+    from autocompress.store import database_exists, safe_url
+
+    study_path = ""
+    if study_file is not None:
+        config = load_study_config(study_file, storage=storage).config
+        url = config.storage_url
+        artifacts = artifact_dir or config.artifacts_path / "trials"
+    else:
+        url = storage or DEFAULT_STORAGE_URL
+        artifacts = artifact_dir or DEFAULT_RUNS_DIR / "artifacts" / "trials"
+    if not database_exists(url):
+        raise UserError(
+            f"storage: no database at {safe_url(url)}; run a study first "
+            "(autocompress run STUDY.yaml) or pass --storage"
+        )
+    check_port_free(host, port)
+    if study_file is not None:
+        study_path = _study_page(url, config.study_name)
+    console.print(
+        f"optuna-dashboard on {safe_url(url)} at [bold]http://{host}:{port}/dashboard"
+        f"{study_path}[/] (artifacts: {artifacts}); Ctrl-C stops it",
+        highlight=False,
+    )
+    serve(url, artifacts, host, port)
+
+
+def _study_page(url: str, study_name: str) -> str:
+    """`/studies/ID` for a study that exists; the dashboard addresses studies by id."""
+    from autocompress.store import optuna_storage
+
+    try:
+        return f"/studies/{optuna_storage(url).get_study_id_from_name(study_name)}"
+    except KeyError:
+        raise UserError(
+            f"no study named {study_name!r} in this database yet; run it first "
+            "(autocompress run STUDY.yaml)"
+        ) from None

@@ -1,0 +1,141 @@
+"""What optuna-dashboard shows of a study, and the dashboard server itself.
+
+Every trial carries: its objective values under their names, feasibility in the
+form the dashboard reads, its model files, recipe and metrics as artifacts, and a
+short markdown note saying what the pass chain did and what it measured.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import socket
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from autocompress.errors import UserError
+
+# optuna-dashboard 0.21 reads feasibility only from this list (Optuna's pre-5.0 form);
+# Optuna itself reads both forms, so the list alone keeps the two in agreement.
+DASHBOARD_CONSTRAINTS_KEY = "constraints"
+CONSTRAINT_NAMES_ATTR = "constraint_names"
+REPORT_ARTIFACTS_ATTR = "report_artifacts"
+
+
+def set_constraints(trial: Any, constraints: dict[str, float]) -> None:
+    """Store `constraints` (feasible when every value ≤ 0) where Optuna and the dashboard
+    both read them; their names go to a user attribute, in the same order."""
+    if not constraints:
+        return
+    names = list(constraints)
+    trial.storage.set_trial_system_attr(
+        trial._trial_id, DASHBOARD_CONSTRAINTS_KEY, [float(constraints[n]) for n in names]
+    )
+    trial.set_user_attr(CONSTRAINT_NAMES_ATTR, names)
+
+
+def named_constraints(trial: Any) -> dict[str, float]:
+    """A trial's constraints by name (as `set_constraints` stored them)."""
+    names = trial.user_attrs.get(CONSTRAINT_NAMES_ATTR, [])
+    values = trial.system_attrs.get(DASHBOARD_CONSTRAINTS_KEY, [])
+    return dict(zip(names, values, strict=False))
+
+
+def attach_report_artifacts(trial: Any, artifact_store: Any, files: dict[str, Any]) -> None:
+    """Upload small JSON/YAML files (recipe, metrics) so the dashboard lists them
+    beside the model; their artifact ids go to a user attribute."""
+    from optuna.artifacts import upload_artifact
+
+    ids: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="autocompress-report-") as workdir:
+        for name, content in files.items():
+            path = Path(workdir) / name
+            if name.endswith((".yaml", ".yml")):
+                path.write_text(yaml.safe_dump(content, sort_keys=False))
+            else:
+                path.write_text(json.dumps(content, indent=2, default=str))
+            ids[name] = upload_artifact(
+                artifact_store=artifact_store, file_path=str(path), study_or_trial=trial
+            )
+    trial.set_user_attr(REPORT_ARTIFACTS_ATTR, ids)
+
+
+def save_trial_note(trial: Any, body: str) -> None:
+    from optuna_dashboard import save_note
+
+    save_note(trial, body)
+
+
+def completed_trial_note(
+    trial_number: int,
+    recipe_summary: str,
+    passes: list[str],
+    metrics: dict[str, float],
+    drops: dict[str, float],
+    measurement: dict[str, Any],
+    constraints: dict[str, float],
+) -> str:
+    """Markdown for the dashboard's trial note: the pass chain, then the measurements."""
+    feasible = all(v <= 0 for v in constraints.values())
+    lines = [
+        f"### Trial {trial_number}: {recipe_summary}",
+        "",
+        "**Pass chain**",
+        "",
+        *[f"{i}. {step}" for i, step in enumerate(passes, start=1)],
+        "",
+        "**Measured on the target**",
+        "",
+        f"- latency p50 {measurement['latency_p50_ms']:.3f} ms, p90 "
+        f"{measurement['latency_p90_ms']:.3f} ms, CV {measurement['latency_cv']:.1%} "
+        f"({measurement['repeats']} runs after {measurement['warmup']} warm-up; batch "
+        f"{measurement['batch_size']}, {measurement['threads']} thread(s), "
+        f"{measurement['provider']}, machine {measurement['machine_id']})",
+        f"- model size {measurement['size_bytes'] / 1024:.1f} KB",
+        "- scores on the held-out split: "
+        + ", ".join(f"{name} {value:.4f}" for name, value in sorted(metrics.items())),
+        "- drop vs the teacher: "
+        + ", ".join(f"{name} {100 * value:+.2f} pts" for name, value in sorted(drops.items())),
+    ]
+    if constraints:
+        verdict = "feasible" if feasible else "**infeasible**"
+        limits = ", ".join(f"{name} {value:+.4f}" for name, value in constraints.items())
+        lines.append(f"- constraints ({limits}; ≤ 0 is within the limit): {verdict}")
+    return "\n".join(lines) + "\n"
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Bind once before starting, so a busy port is one clear message, not a traceback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise UserError(
+                    f"--port: {host}:{port} is already in use (another dashboard?); "
+                    "pick another with --port, e.g. --port 8081"
+                ) from None
+            raise UserError(f"--host/--port: cannot listen on {host}:{port}: {error}") from None
+
+
+def serve(storage_url: str, artifact_dir: Path | None, host: str, port: int) -> None:
+    """Run optuna-dashboard on the study database until interrupted."""
+    import optuna_dashboard
+    from optuna.artifacts import FileSystemArtifactStore
+
+    from autocompress.store import optuna_storage
+
+    store = (
+        FileSystemArtifactStore(str(artifact_dir))
+        if artifact_dir is not None and artifact_dir.is_dir()
+        else None
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # experimental-API warnings from the dashboard
+        optuna_dashboard.run_server(
+            optuna_storage(storage_url), host=host, port=port, artifact_store=store
+        )

@@ -1,0 +1,204 @@
+"""A real optuna-dashboard process on a real study database, read over HTTP and
+looked at in headless Chromium.
+
+The screenshot is kept in `test-artifacts/` (see .ci/run). In CI (`AUTOCOMPRESS_CI`)
+a missing Chromium is a failure; elsewhere the browser test skips with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from optuna.trial import TrialState
+
+from autocompress import run_study
+from autocompress.api import StudyResult
+from autocompress.dashboard import named_constraints
+from tests.conftest import REPO, autocompress_cli, tiny_study_dict, write_study
+
+TEST_ARTIFACTS = REPO / "test-artifacts"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> tuple[StudyResult, Path]:
+    folder = tmp_path_factory.mktemp("dashboard")
+    # No accuracy loss allowed: students that lose any accuracy are infeasible.
+    definition = tiny_study_dict(
+        folder, n_trials=5, study_name="dash", constraints={"max_accuracy_drop": 0.0}
+    )
+    path = write_study(folder, definition)
+    return run_study(path), path
+
+
+@pytest.fixture(scope="module")
+def server(study: tuple[StudyResult, Path]) -> Iterator[str]:
+    _, path = study
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "autocompress", "dashboard", str(path), "--port", str(port)],
+        cwd=path.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                get_json(f"{base}/api/meta")
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    process.kill()
+                    pytest.fail(f"dashboard did not start:\n{process.stdout.read()}")
+                time.sleep(0.3)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def study_detail(base: str, name: str) -> dict[str, Any]:
+    summaries = get_json(f"{base}/api/studies")["study_summaries"]
+    (summary,) = [s for s in summaries if s["study_name"] == name]
+    return get_json(f"{base}/api/studies/{summary['study_id']}")
+
+
+def test_dashboard_serves_objectives_feasibility_notes_and_artifacts(
+    study: tuple[StudyResult, Path], server: str
+) -> None:
+    result, _ = study
+    detail = study_detail(server, "dash")
+    assert detail["objective_names"] == ["accuracy", "f1", "latency_p50_ms"]
+    served = {t["number"]: t for t in detail["trials"]}
+    complete = [t for t in result.study.trials if t.state == TrialState.COMPLETE]
+    assert complete and set(served) == {t.number for t in result.study.trials}
+    feasibility = set()
+    for trial in complete:
+        shown = served[trial.number]
+        # The dashboard's feasibility is exactly Optuna's (and ours).
+        assert shown["constraints"] == pytest.approx(list(trial.constraints.values()))
+        assert shown["constraints"] == pytest.approx(list(named_constraints(trial).values()))
+        feasibility.add(all(v <= 0 for v in shown["constraints"]))
+        assert "Pass chain" in shown["note"]["body"]
+        assert trial.user_attrs["recipe_summary"] in shown["note"]["body"]
+        names = {a["filename"] for a in shown["artifacts"]}
+        assert {"model.onnx", "recipe.yaml", "metrics.json"} <= names
+    assert True in feasibility, "the teacher (no accuracy drop) is always feasible"
+
+    # The artifact store is wired: the files the dashboard serves are the trial's files.
+    trial = complete[-1]
+    shown = served[trial.number]
+    links = {
+        a["filename"]: f"{server}/artifacts/{shown['study_id']}/{shown['trial_id']}/"
+        f"{a['artifact_id']}"
+        for a in shown["artifacts"]
+    }
+    stored = result.loaded.config.artifacts_path / "trials"
+    with urllib.request.urlopen(links["model.onnx"]) as response:
+        model_id = trial.user_attrs["artifacts"]["model.onnx"]
+        assert response.read() == (stored / model_id).read_bytes()
+    with urllib.request.urlopen(links["metrics.json"]) as response:
+        assert json.loads(response.read())["metrics"] == trial.user_attrs["metrics"]
+
+
+def test_dashboard_binds_loopback_only_by_default(server: str) -> None:
+    port = int(server.rsplit(":", 1)[1])
+    listening = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, port_hex = local.split(":")
+        if int(port_hex, 16) == port and state == "0A":  # LISTEN
+            listening.append(address)
+    assert listening == ["0100007F"], "127.0.0.1, little-endian hex"
+
+
+def test_port_in_use_is_one_clear_message(study: tuple[StudyResult, Path], server: str) -> None:
+    _, path = study
+    port = server.rsplit(":", 1)[1]
+    process = autocompress_cli("dashboard", str(path), "--port", port, cwd=path.parent)
+    assert process.returncode == 2
+    assert f"127.0.0.1:{port} is already in use" in process.stderr
+    assert "--port" in process.stderr and "Traceback" not in process.stderr
+
+
+def test_dashboard_on_a_missing_database_creates_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "none.db"
+    process = autocompress_cli("dashboard", "--storage", f"sqlite:///{missing}", cwd=tmp_path)
+    assert process.returncode == 2
+    assert "no database at" in process.stderr
+    assert not missing.exists()
+
+
+def chromium() -> str:
+    found = shutil.which("chromium")
+    if found is None:
+        if os.environ.get("AUTOCOMPRESS_CI"):
+            pytest.fail("CI must install Debian's chromium (see .ci/run)")
+        pytest.skip("no headless browser: install Debian's chromium")
+    return found
+
+
+def test_study_page_renders_in_headless_chromium(server: str, tmp_path: Path) -> None:
+    browser = chromium()
+    detail = study_detail(server, "dash")
+    study_id = detail["trials"][0]["study_id"]
+    page = f"{server}/dashboard/studies/{study_id}"
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1400,1800",
+        "--virtual-time-budget=20000",
+    ]
+    dom = subprocess.run(
+        [browser, *flags, "--dump-dom", page], capture_output=True, text=True, timeout=120
+    )
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    # Rendered by the dashboard's JavaScript from the API, not present in index.html.
+    assert "dash" in dom.stdout and "Pareto Front" in dom.stdout
+
+    TEST_ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = TEST_ARTIFACTS / "dashboard-study.png"
+    screenshot.unlink(missing_ok=True)
+    shot = subprocess.run(
+        [browser, *flags, f"--screenshot={screenshot}", page],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shot.returncode == 0 and screenshot.is_file(), shot.stderr[-2000:]
+    from matplotlib.image import imread
+
+    pixels = imread(screenshot)
+    assert pixels.shape[0] >= 1000 and pixels.shape[1] >= 1400
+    assert pixels.std() > 0.05, "a blank page would be one colour"
