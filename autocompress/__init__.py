@@ -12,6 +12,7 @@ _EXPORTS = {
     "Recipe": "autocompress.recipe",
     "StudyConfig": "autocompress.config",
     "StudyResult": "autocompress.api",
+    "Registry": "autocompress.registry",
     "UserError": "autocompress.errors",
     "VerificationError": "autocompress.errors",
     "export_selected": "autocompress.api",
@@ -19,7 +20,7 @@ _EXPORTS = {
     "load_study_config": "autocompress.config",
     "run_study": "autocompress.api",
     "stored_front": "autocompress.api",
-    "verify": "autocompress.export",
+    "verify": "autocompress.manifest",
 }
 __all__ = [*_EXPORTS, "__version__"]
 

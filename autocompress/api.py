@@ -28,6 +28,7 @@ from autocompress.recipe import Recipe
 from autocompress.search import (
     FrontSnapshots,
     Objective,
+    WarmStart,
     build_sampler,
     directions,
     enqueue_first_trials,
@@ -78,11 +79,15 @@ def run_study(
     storage: str | None = None,
     study_name: str | None = None,
     data: str | Path | None = None,
+    sampler_seed: int | None = None,
     callbacks: Sequence[Callback] = (),
+    warm_starts: Sequence[WarmStart] = (),
 ) -> StudyResult:
     """Run (or resume) the study a file describes; returns when `n_trials` more are done.
 
-    Everything a user can get wrong is checked before anything is written.
+    A new study tries the teacher first, then `warm_starts`, then the study file's
+    `warm_start` recipes. Everything a user can get wrong is checked before anything
+    is written.
     """
     loaded = load_study_config(
         study_file,
@@ -91,6 +96,7 @@ def run_study(
         storage=storage,
         study_name=study_name,
         data=data,
+        sampler_seed=sampler_seed,
     )
     config = loaded.config
     task = build_task(config)
@@ -107,7 +113,7 @@ def run_study(
     )
     teacher = task.teacher(config.artifacts_path / "teachers")
     teacher_metrics = _describe_teacher(study, task, teacher, target)["metrics"]
-    enqueue_first_trials(study, config.warm_start)
+    enqueue_first_trials(study, [*warm_starts, *(WarmStart(p) for p in config.warm_start)])
     objective = Objective(loaded, task, teacher, target, teacher_metrics, artifact_store(loaded))
     try:
         study.optimize(

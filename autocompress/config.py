@@ -243,7 +243,8 @@ class LoadedStudy:
 def load_study_config(path: str | Path, **overrides: Any) -> LoadedStudy:
     """Read, resolve and validate a study file; `overrides` use the file's own key names.
 
-    Recognised overrides: study_name, storage, n_trials, timeout, data (the data file).
+    Recognised overrides: study_name, storage, n_trials, timeout, data (the data file),
+    sampler_seed.
     A value of None leaves the file's value alone.
     """
     source = Path(path)
@@ -268,6 +269,10 @@ def load_study_config(path: str | Path, **overrides: Any) -> LoadedStudy:
                     task["data"] = {}
                 if isinstance(task["data"], dict):
                     task["data"]["path"] = data_path
+        elif key == "sampler_seed":
+            if not isinstance(raw.get("sampler"), dict):
+                raw["sampler"] = {}
+            raw["sampler"]["seed"] = value
         else:
             raw[key] = value
     try:

@@ -22,3 +22,12 @@ class VerificationError(UserError):
 
 class Unsupported(Exception):
     """A recipe the target cannot run; the trial is pruned with this message as its reason."""
+
+
+class LockHeld(UserError):
+    """A database lock someone else holds (another nightly run of the same study, say).
+
+    Exit code 75 (EX_TEMPFAIL): nothing is wrong, try again later; schedulers retry.
+    """
+
+    exit_code = 75

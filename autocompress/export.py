@@ -1,7 +1,8 @@
 """Export folders: the selected model, what rebuilds it, what it scored, and a manifest.
 
 Written atomically (staging folder + rename). `manifest.json` holds the sha256 of
-every other file; `verify` recomputes them and names every difference.
+every other file; `verify` (in `manifest.py`, re-exported here) recomputes them and
+names every difference.
 """
 
 from __future__ import annotations
@@ -18,11 +19,10 @@ from optuna.trial import FrozenTrial
 from autocompress import __version__
 from autocompress.atomic import atomic_directory
 from autocompress.config import LoadedStudy
-from autocompress.errors import UserError, VerificationError
-from autocompress.tasks.data_files import file_sha256
+from autocompress.errors import UserError
+from autocompress.manifest import MANIFEST, file_sha256, verify, write_manifest
 
-MANIFEST = "manifest.json"
-MANIFEST_FORMAT = "autocompress.manifest/1"
+__all__ = ["MANIFEST", "export_trial", "verify", "write_manifest"]
 
 
 def export_trial(
@@ -73,49 +73,3 @@ def export_trial(
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2))
         write_manifest(staging)
     return file_sha256(out / MANIFEST)
-
-
-def write_manifest(folder: Path) -> None:
-    files = {
-        path.relative_to(folder).as_posix(): {
-            "sha256": file_sha256(path),
-            "bytes": path.stat().st_size,
-        }
-        for path in sorted(folder.rglob("*"))
-        if path.is_file() and path.name != MANIFEST
-    }
-    (folder / MANIFEST).write_text(
-        json.dumps({"format": MANIFEST_FORMAT, "files": files}, indent=2)
-    )
-
-
-def verify(folder: str | Path) -> int:
-    """Check every file against the manifest; raises `VerificationError` naming each problem.
-
-    Returns the number of files verified.
-    """
-    folder = Path(folder)
-    manifest_path = folder / MANIFEST
-    if not manifest_path.is_file():
-        raise VerificationError(f"{folder}: no {MANIFEST}; this is not an autocompress export")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-        listed: dict[str, dict[str, Any]] = manifest["files"]
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise VerificationError(f"{manifest_path}: unreadable manifest ({error})") from None
-    problems = []
-    for name, entry in listed.items():
-        path = folder / name
-        if not path.is_file():
-            problems.append(f"missing: {name}")
-        elif file_sha256(path) != entry.get("sha256"):
-            problems.append(f"changed: {name} (sha256 differs from the manifest)")
-    present = {
-        p.relative_to(folder).as_posix()
-        for p in folder.rglob("*")
-        if p.is_file() and p.name != MANIFEST
-    }
-    problems += [f"not in manifest: {name}" for name in sorted(present - set(listed))]
-    if problems:
-        raise VerificationError(f"{folder}: verification FAILED\n  " + "\n  ".join(problems))
-    return len(listed)

@@ -6,7 +6,10 @@ import statistics
 import tempfile
 import time
 import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
@@ -69,8 +72,18 @@ def suggest_recipe(trial: Trial, space: dict[str, ParamSpace]) -> Recipe:
     return Recipe(**values)
 
 
-def enqueue_first_trials(study: optuna.Study, warm_start: list[dict[str, object]]) -> None:
-    """A new study starts with the teacher (trial 0), then the warm-start recipes.
+@dataclass(frozen=True)
+class WarmStart:
+    """Params to try right after the teacher, and why (`role`: e.g. a hand recipe from
+    the study file, last night's front, the deployed champion)."""
+
+    params: dict[str, Any]
+    role: str = "warm_start"
+
+
+def enqueue_first_trials(study: optuna.Study, warm_starts: Sequence[WarmStart]) -> None:
+    """A new study starts with the teacher (trial 0), then the warm starts in order
+    (identical params only once).
 
     The teacher samples no params (the identity recipe may lie outside the search
     space); its recipe is in its user attributes like every other trial's.
@@ -78,8 +91,12 @@ def enqueue_first_trials(study: optuna.Study, warm_start: list[dict[str, object]
     if study.get_trials(deepcopy=False):
         return
     study.enqueue_trial({}, user_attrs={"role": TEACHER_ROLE})
-    for params in warm_start:
-        study.enqueue_trial(dict(params), user_attrs={"role": "warm_start"})
+    enqueued: list[dict[str, Any]] = []
+    for warm_start in warm_starts:
+        if warm_start.params in enqueued:
+            continue
+        enqueued.append(warm_start.params)
+        study.enqueue_trial(dict(warm_start.params), user_attrs={"role": warm_start.role})
 
 
 class Objective:

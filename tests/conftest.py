@@ -103,3 +103,13 @@ def data_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("sentences") / "sentences.csv"
     make_sentences().to_csv(path, index=False)
     return path
+
+
+def postgres_url_or_skip() -> str:
+    """The test server's URL (.ci/postgres.sh); in CI a missing server fails, elsewhere skips."""
+    url = os.environ.get("AUTOCOMPRESS_TEST_POSTGRES_URL")
+    if not url:
+        if os.environ.get("AUTOCOMPRESS_CI"):
+            pytest.fail("CI must provide AUTOCOMPRESS_TEST_POSTGRES_URL (see .ci/postgres.sh)")
+        pytest.skip("no PostgreSQL server: set AUTOCOMPRESS_TEST_POSTGRES_URL (.ci/postgres.sh)")
+    return url

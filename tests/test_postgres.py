@@ -7,7 +7,6 @@ missing server is a failure, elsewhere the tests skip with the reason.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from pathlib import Path
 
@@ -16,17 +15,12 @@ import pytest
 from sqlalchemy import create_engine, inspect
 
 from autocompress import run_study, verify
-from tests.conftest import autocompress_cli, tiny_study_dict, write_study
+from tests.conftest import autocompress_cli, postgres_url_or_skip, tiny_study_dict, write_study
 
 
 @pytest.fixture(scope="module")
 def postgres_url() -> str:
-    url = os.environ.get("AUTOCOMPRESS_TEST_POSTGRES_URL")
-    if not url:
-        if os.environ.get("AUTOCOMPRESS_CI"):
-            pytest.fail("CI must provide AUTOCOMPRESS_TEST_POSTGRES_URL (see .ci/postgres.sh)")
-        pytest.skip("no PostgreSQL server: set AUTOCOMPRESS_TEST_POSTGRES_URL (.ci/postgres.sh)")
-    return url
+    return postgres_url_or_skip()
 
 
 def test_study_on_postgresql_front_export_and_tables(

@@ -4,7 +4,8 @@ The heavy stack (torch, onnxruntime, optuna) is imported inside the commands tha
 need it, so `--help` and bad input answer in a moment.
 """
 
-from autocompress.cli import dashboard, study  # noqa: F401  (each module registers its commands)
+# Each module registers its commands (or sub-app) on `app`.
+from autocompress.cli import dashboard, nightly, registry, study  # noqa: F401
 from autocompress.cli._common import app
 
 __all__ = ["app", "main"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -56,14 +57,11 @@ def run(
     from autocompress import api
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    _log_progress_messages()
-    with _progress() as progress:
-        bar = progress.add_task("trials", total=planned)
-        result = api.run_study(
-            study_file, **overrides, callbacks=[_progress_callback(progress, bar)]
-        )
+    log_progress_messages()
+    with progress_bar(planned) as (_, callback):
+        result = api.run_study(study_file, **overrides, callbacks=[callback])
     config = result.loaded.config
-    _print_front(
+    print_front(
         result.front,
         result.teacher,
         f"Pareto front of {config.study_name} ({len(result.study.trials)} trials, feasible only)",
@@ -92,7 +90,7 @@ def front(
     if as_json:
         sys.stdout.write(json.dumps([m.to_dict() for m in members], indent=2) + "\n")
     else:
-        _print_front(members, teacher, "Pareto front (latest snapshot)")
+        print_front(members, teacher, "Pareto front (latest snapshot)")
 
 
 @app.command()
@@ -120,14 +118,16 @@ def export(
 @user_errors
 def verify(folder: Annotated[Path, typer.Argument(help="An export folder")]) -> None:
     """Check every file of an export against its sha256 manifest."""
-    from autocompress.export import verify as verify_folder
+    from autocompress.manifest import verify as verify_folder
 
     count = verify_folder(folder)
     console.print(f"[green]OK[/] {folder}: {count} files match manifest.json")
 
 
-def _progress() -> Progress:
-    return Progress(
+@contextmanager
+def progress_bar(total: int | None = None) -> Iterator[tuple[Progress, Callable[..., None]]]:
+    """A trials bar and the Optuna callback that advances it (one log line per trial)."""
+    progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -135,9 +135,12 @@ def _progress() -> Progress:
         console=console,
         transient=False,
     )
+    with progress:
+        bar = progress.add_task("trials", total=total)
+        yield progress, _progress_callback(progress, bar)
 
 
-def _log_progress_messages() -> None:
+def log_progress_messages() -> None:
     """Show autocompress's own INFO messages (data, teacher, export) above the bar."""
     logger = logging.getLogger("autocompress")
     if not logger.handlers:
@@ -170,7 +173,7 @@ def _progress_callback(progress: Progress, bar: Any) -> Callable[..., None]:
     return callback
 
 
-def _print_front(members: list[FrontMember], teacher: FrontMember | None, title: str) -> None:
+def print_front(members: list[FrontMember], teacher: FrontMember | None, title: str) -> None:
     """The front sorted by latency; the teacher is always shown, marked when dominated."""
     table = Table(
         title=title,

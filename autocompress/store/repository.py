@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +21,8 @@ from autocompress.store.schema import (
     FrontSnapshot,
     SchemaVersion,
 )
+
+logger = logging.getLogger("autocompress")
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,15 @@ class Store:
                     f"v{row.version}, newer than this version understands "
                     f"(v{SCHEMA_VERSION}); upgrade autocompress"
                 )
+            elif row.version < SCHEMA_VERSION:
+                # Every version so far only adds tables, which create_all just made.
+                logger.info(
+                    "storage: upgraded %s from autocompress schema v%d to v%d",
+                    safe_url(url),
+                    row.version,
+                    SCHEMA_VERSION,
+                )
+                row.version = SCHEMA_VERSION
 
     def record_front(
         self,

@@ -1,24 +1,65 @@
 """Our own tables, beside Optuna's in the same database.
 
 Optuna owns trials, params, values and user attributes. These tables hold only
-what Optuna has no place for: Pareto-front snapshots over time and the exports
-made. `SCHEMA_VERSION` is bumped with every change so later migrations know
-where they start from.
+what Optuna has no place for: Pareto-front snapshots over time, the exports made,
+the model registry with its append-only audit log, and database locks.
+`SCHEMA_VERSION` is bumped with every change so later migrations know where they
+start from.
+
+v1: front snapshots and members, exports.
+v2: model versions, audit log, locks. Only new tables, so `create_all` upgrades a v1
+    database in place (`Store` then records the new version).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    event,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out on every backend.
+
+    SQLite stores no time zone and PostgreSQL answers in the session's; the audit
+    hash chain needs the same value back that was hashed, and lock expiry compares
+    times written on different machines.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass an aware UTC datetime")
+        return None if value is None else value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -72,3 +113,89 @@ class ExportRecord(Base):
     path: Mapped[str] = mapped_column(String(4096))
     manifest_sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ModelStatus(StrEnum):
+    """Where a registered version stands. Only a champion becomes `retired` (replaced)
+    or `rolled_back` (withdrawn); a rollback restores the latest `retired` one."""
+
+    CANDIDATE = "candidate"
+    CHAMPION = "champion"
+    RETIRED = "retired"
+    ROLLED_BACK = "rolled_back"
+
+
+_STATUS_VALUES = ", ".join(f"'{status.value}'" for status in ModelStatus)
+_IS_CHAMPION = text(f"status = '{ModelStatus.CHAMPION.value}'")
+
+
+class ModelVersionRow(Base):
+    """One registered export folder, pinned by its manifest (hash and file list)."""
+
+    __tablename__ = "autocompress_model_versions"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_STATUS_VALUES})", name="autocompress_model_status"),
+        # At most one champion per model, enforced by the database even under races.
+        Index(
+            "autocompress_one_champion_per_model",
+            "model",
+            unique=True,
+            sqlite_where=_IS_CHAMPION,
+            postgresql_where=_IS_CHAMPION,
+        ),
+    )
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(512), index=True)
+    export_dir: Mapped[str] = mapped_column(String(4096))
+    manifest_sha256: Mapped[str] = mapped_column(String(64))
+    # The manifest's file list at registration: names the edited file even when
+    # manifest.json itself was rewritten to match.
+    manifest_files: Mapped[dict[str, Any]] = mapped_column(JSON)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    source_study: Mapped[str] = mapped_column(String(512))
+    source_trial: Mapped[int] = mapped_column(Integer)
+    source_policy: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    status: Mapped[str] = mapped_column(String(16), default=ModelStatus.CANDIDATE.value)
+    # When it last became champion: orders earlier champions for a rollback.
+    promoted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuditRow(Base):
+    """One registry event: who, when, what, why. Append-only and hash-chained.
+
+    `entry_sha256` covers `prev_sha256` and this entry's canonical JSON (see
+    `store/audit.py`); `prev_sha256` is unique, so the chain cannot fork even when two
+    writers append at once (the second one's transaction fails and is retried).
+    """
+
+    __tablename__ = "autocompress_audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(512))
+    action: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(512), index=True)
+    version: Mapped[int | None] = mapped_column(Integer, index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prev_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    entry_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+@event.listens_for(AuditRow, "before_update")
+@event.listens_for(AuditRow, "before_delete")
+def _audit_is_append_only(*_: object) -> None:
+    raise RuntimeError("autocompress_audit_log is append-only: rows are never updated or deleted")
+
+
+class LockRow(Base):
+    """A held lock: the primary key makes the INSERT that takes it succeed only once."""
+
+    __tablename__ = "autocompress_locks"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(512))
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

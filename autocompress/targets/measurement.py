@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import platform
+import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -123,3 +124,18 @@ def machine_fingerprint() -> dict[str, object]:
 
 def fingerprint_id(fingerprint: dict[str, object]) -> str:
     return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def interleaved_rounds(
+    measure: Callable[[str], Measurement], names: list[str], rounds: int, seed: int = 0
+) -> dict[str, list[float]]:
+    """Each candidate's p50 in each of `rounds` rounds; every round visits every
+    candidate once in a shuffled order, so drift on a shared machine hits all alike."""
+    order = list(names)
+    rng = random.Random(seed)
+    p50s: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(rounds):
+        rng.shuffle(order)
+        for name in order:
+            p50s[name].append(measure(name).latency_p50_ms)
+    return p50s

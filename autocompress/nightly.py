@@ -1,0 +1,387 @@
+"""Nightly re-optimization with a champion / challenger decision.
+
+One run: take the study's database lock, create a dated study warm-started with
+last night's front and the deployed champion, search, then re-measure the
+challenger (today's selection) and the champion side by side on this machine and
+replace the champion only when the policy says the challenger is better beyond
+measurement noise. Every run writes an HTML report with the Pareto plot.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from autocompress.config import LoadedStudy, load_study_config
+from autocompress.errors import UserError
+from autocompress.registry import ModelVersion, Registry
+from autocompress.store import Store, check_reachable
+from autocompress.store.locks import hold_lock
+
+if TYPE_CHECKING:
+    import optuna
+
+    from autocompress.api import Callback, StudyResult
+    from autocompress.report import ReportFiles
+    from autocompress.search import WarmStart
+
+# torch, onnxruntime and the search stack are imported only once the lock is held:
+# a run that finds the lock taken answers at once instead of after a long import.
+
+NIGHTLY_TAG = ".nightly."
+MODEL_FILE = "model.onnx"
+logger = logging.getLogger("autocompress")
+
+
+@dataclass(frozen=True)
+class Contender:
+    """The champion or the challenger, as measured today on this machine."""
+
+    name: str
+    metrics: dict[str, float]
+    feasible: bool
+    p50_rounds: list[float]
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.p50_rounds)
+
+
+@dataclass(frozen=True)
+class Today:
+    """Both contenders measured here and now, on the machine and runtime named."""
+
+    contenders: dict[str, Contender]
+    n_test: int
+    machine_id: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    replace: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class NightlyOutcome:
+    study_name: str
+    decision: Decision
+    previous_champion: ModelVersion | None
+    champion: ModelVersion
+    challenger: ModelVersion
+    report: ReportFiles
+    warm_started: list[int] = field(default_factory=list)
+
+
+def nightly_study_name(base: str, now: datetime) -> str:
+    return f"{base}{NIGHTLY_TAG}{now:%Y%m%dT%H%M%SZ}"
+
+
+def decide(
+    policy: str,
+    challenger: Contender,
+    champion: Contender | None,
+    n_test: int,
+    latency_budget_ms: float | None = None,
+) -> Decision:
+    """Replace only when the challenger is better by the policy beyond noise.
+
+    Latency noise: the two candidates' per-round p50s must not overlap (every round
+    of the challenger faster than every round of the champion). Score noise: at
+    least one more correct test example than the champion.
+    """
+    if champion is None:
+        return Decision(True, "no champion yet: the first selection becomes the champion")
+    if not champion.feasible and challenger.feasible:
+        return Decision(True, "the champion no longer meets the study's constraints today")
+    if not challenger.feasible:
+        return Decision(False, "the challenger does not meet the study's constraints")
+    slower, faster = max(challenger.p50_rounds), min(champion.p50_rounds)
+    gain = 1 - challenger.p50 / champion.p50
+    if policy == "fastest":
+        if slower < faster:
+            return Decision(
+                True,
+                f"challenger p50 {challenger.p50:.4f} ms vs champion {champion.p50:.4f} ms "
+                f"({gain:.1%} faster; slowest challenger round {slower:.4f} ms < fastest "
+                f"champion round {faster:.4f} ms)",
+            )
+        return Decision(
+            False,
+            f"challenger p50 {challenger.p50:.4f} ms vs champion {champion.p50:.4f} ms "
+            f"({gain:+.1%}): not faster beyond measurement noise (round p50s overlap: "
+            f"{min(challenger.p50_rounds):.4f}–{slower:.4f} vs "
+            f"{faster:.4f}–{max(champion.p50_rounds):.4f} ms)",
+        )
+    if policy == "most_accurate":
+        if latency_budget_ms is not None and challenger.p50 > latency_budget_ms:
+            return Decision(False, f"the challenger is over the {latency_budget_ms} ms budget")
+        margin = challenger.metrics["accuracy"] - champion.metrics["accuracy"]
+        if margin * n_test >= 1 - 1e-9:
+            return Decision(
+                True,
+                f"challenger accuracy {challenger.metrics['accuracy']:.4f} vs champion "
+                f"{champion.metrics['accuracy']:.4f} (+{margin * n_test:.0f} of {n_test} "
+                "test examples)",
+            )
+        return Decision(
+            False,
+            f"challenger accuracy {challenger.metrics['accuracy']:.4f} vs champion "
+            f"{champion.metrics['accuracy']:.4f}: not better by a single test example",
+        )
+    raise UserError(f"export.policy: nightly runs need fastest or most_accurate, not {policy!r}")
+
+
+def run_nightly(
+    study_file: str | Path,
+    *,
+    storage: str | None = None,
+    n_trials: int | None = None,
+    data: str | Path | None = None,
+    rounds: int = 7,
+    lock_ttl_s: float = 6 * 3600,
+    now: datetime | None = None,
+    report_dir: str | Path | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> NightlyOutcome:
+    """One nightly run; `n_trials` sampled trials come on top of the warm starts."""
+    now = now or datetime.now(UTC)
+    loaded = load_study_config(study_file, storage=storage, data=data)
+    config = loaded.config
+    base = config.study_name
+    if config.export.policy not in ("fastest", "most_accurate"):
+        raise UserError(
+            f"{config.where('export.policy')}: nightly runs need fastest or most_accurate, "
+            f"not {config.export.policy!r}"
+        )
+    if config.target.runtime != "onnxruntime":
+        raise UserError(
+            f"{config.where('target.runtime')}: nightly runs re-measure exported ONNX "
+            "models; use runtime onnxruntime"
+        )
+    check_reachable(config.storage_url)
+    with hold_lock(config.storage_url, f"nightly:{base}", lock_ttl_s) as lock:
+        from autocompress.api import run_study
+
+        Store(config.storage_url).close()  # our tables, the registry's included
+        with Registry(config.storage_url) as registry:
+            champion = registry.champion(base)
+            warm_starts = _warm_starts(config.storage_url, base, champion)
+            name = nightly_study_name(base, now)
+            planned = len(warm_starts) + 1 + (n_trials or config.n_trials)
+            logger.info(
+                "nightly %s: %d warm starts (previous front and champion), %d trials in all",
+                name,
+                len(warm_starts),
+                planned,
+            )
+            result = run_study(
+                study_file,
+                storage=storage,
+                data=data,
+                study_name=name,
+                n_trials=planned,
+                # A new seed each night, so the sampled trials do not repeat last night's.
+                sampler_seed=(config.sampler.seed or 0) + zlib.crc32(name.encode()) % 2**20,
+                warm_starts=warm_starts,
+                callbacks=[lambda _study, _trial: lock.refresh(), *callbacks],
+            )
+            return _decide_and_record(result, registry, champion, rounds, now, report_dir)
+
+
+def _warm_starts(url: str, base: str, champion: ModelVersion | None) -> list[WarmStart]:
+    """Last night's front (not the teacher: every study tries it first), then the
+    champion's recipe."""
+    import optuna
+
+    from autocompress.front import compute_front
+    from autocompress.search import WarmStart
+    from autocompress.store import optuna_storage
+
+    storage = optuna_storage(url)
+    earlier = sorted(
+        n for n in optuna.get_all_study_names(storage) if n.startswith(base + NIGHTLY_TAG)
+    )
+    starts = []
+    if earlier:
+        previous = optuna.load_study(study_name=earlier[-1], storage=storage)
+        starts += [
+            WarmStart(member.params, "previous_front")
+            for member in compute_front(previous)
+            if not member.is_teacher
+        ]
+    if champion is not None:
+        source = optuna.load_study(study_name=champion.source_study, storage=storage)
+        params = source.trials[champion.source_trial].params
+        if params:  # the teacher as champion needs no warm start
+            starts.append(WarmStart(params, "champion"))
+    return starts
+
+
+def _decide_and_record(
+    result: StudyResult,
+    registry: Registry,
+    champion: ModelVersion | None,
+    rounds: int,
+    now: datetime,
+    report_dir: str | Path | None,
+) -> NightlyOutcome:
+    from autocompress.api import export_selected
+    from autocompress.report import write_report
+
+    loaded, study = result.loaded, result.study
+    config = loaded.config
+    base = _base_name(study.study_name)
+    export_dir = Path(config.export.dir) / "nightly" / study.study_name
+    export_selected(study, loaded, export_dir, config.export.policy)
+    challenger_version = registry.register(
+        export_dir, model=base, reason=f"nightly {study.study_name}: today's selection"
+    )
+    champion_dir = registry.load(champion.version) if champion is not None else None
+    today = _measure_today(loaded, study, export_dir, champion_dir, rounds)
+    decision = decide(
+        config.export.policy,
+        today.contenders["challenger"],
+        today.contenders.get("champion"),
+        today.n_test,
+        config.export.latency_budget_ms,
+    )
+    successor = challenger_version if decision.replace else champion
+    assert successor is not None  # with no champion, the challenger always wins
+    verdict = "champion kept: "
+    if decision.replace:
+        verdict = "champion replaced: " if champion is not None else "champion set: "
+    # The report is written before the registry changes: a failure leaves both as they were.
+    report = write_report(
+        study,
+        Path(report_dir or Path(config.export.dir).parent / "reports") / study.study_name,
+        title=f"Nightly {base} — {now:%Y-%m-%d %H:%M} UTC",
+        champion_trial=_champion_trial(study, decision, challenger_version),
+        decision=verdict + decision.reason,
+        sections=_report_sections(today, champion, challenger_version, successor),
+    )
+    if decision.replace:
+        registry.promote(challenger_version.version, reason=decision.reason)
+    return NightlyOutcome(
+        study_name=study.study_name,
+        decision=decision,
+        previous_champion=champion,
+        champion=registry.get(successor.version),
+        challenger=challenger_version,
+        report=report,
+        warm_started=[
+            t.number
+            for t in study.trials
+            if t.user_attrs.get("role") in ("previous_front", "champion")
+        ],
+    )
+
+
+def _measure_today(
+    loaded: LoadedStudy,
+    study: optuna.Study,
+    challenger_dir: Path,
+    champion_dir: Path | None,
+    rounds: int,
+) -> Today:
+    """Score and time the challenger and the champion here and now, interleaved.
+
+    Stored latencies from another night (maybe another machine) are never compared:
+    both exported models run in this process, in alternating rounds.
+    """
+    from autocompress.api import TEACHER_ATTR
+    from autocompress.targets import OnnxRuntimeTarget, build_target, fingerprint_id
+    from autocompress.targets.measurement import interleaved_rounds
+    from autocompress.tasks import build_task
+
+    config = loaded.config
+    task = build_task(config)
+    target = build_target(config)
+    assert isinstance(target, OnnxRuntimeTarget)  # run_nightly checked the runtime
+    teacher = study.user_attrs[TEACHER_ATTR]["metrics"]
+    folders = {"challenger": challenger_dir}
+    if champion_dir is not None:
+        folders["champion"] = champion_dir
+    sessions = {name: target.load(folder / MODEL_FILE) for name, folder in folders.items()}
+    feed = task.measurement_feed(config.target.batch_size)
+    p50s = interleaved_rounds(
+        lambda name: target.measure(sessions[name], feed), list(sessions), rounds
+    )
+    contenders = {}
+    for name, session in sessions.items():
+        metrics = task.evaluate(session, "test")
+        contenders[name] = Contender(
+            name=name,
+            metrics=metrics,
+            feasible=_within_limits(config, teacher, metrics),
+            p50_rounds=p50s[name],
+        )
+    return Today(contenders, len(task.labels("test")), fingerprint_id(target.fingerprint()))
+
+
+def _within_limits(config: Any, teacher: dict[str, float], metrics: dict[str, float]) -> bool:
+    limits = config.constraints
+    return all(
+        limit is None or teacher[metric] - metrics[metric] <= limit
+        for metric, limit in (("accuracy", limits.max_accuracy_drop), ("f1", limits.max_f1_drop))
+    )
+
+
+def _champion_trial(
+    study: optuna.Study, decision: Decision, challenger: ModelVersion
+) -> int | None:
+    """The champion's trial in tonight's study: the challenger's, or the re-run of the
+    kept champion's recipe."""
+    from optuna.trial import TrialState
+
+    if decision.replace:
+        return challenger.source_trial
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if trial.user_attrs.get("role") == "champion":
+            return trial.number
+    return None
+
+
+def _report_sections(
+    today: Today,
+    champion: ModelVersion | None,
+    challenger: ModelVersion,
+    successor: ModelVersion,
+) -> list[tuple[str, str]]:
+    lines = []
+    for name, contender in today.contenders.items():
+        rounds = ", ".join(f"{v:.4f}" for v in contender.p50_rounds)
+        lines.append(
+            f"{name}: accuracy {contender.metrics['accuracy']:.4f}, f1 "
+            f"{contender.metrics['f1']:.4f}, feasible {contender.feasible}, p50 "
+            f"{contender.p50:.4f} ms (round p50s: {rounds})"
+        )
+    provenance = [f"today's machine and runtime: {today.machine_id}"]
+    if champion is not None:
+        stored = champion.metrics.get("measurement", {}).get("machine_id")
+        same = stored == today.machine_id
+        provenance.append(
+            f"champion v{champion.version} was measured on {stored} when it was selected "
+            f"({'the same machine and runtime' if same else 'ANOTHER machine or runtime'}); "
+            "the decision uses today's measurements of both models only"
+        )
+    return [
+        ("Champion vs challenger, measured today in one process", "\n".join(lines)),
+        ("Measurement provenance", "\n".join(provenance)),
+        (
+            "Registry",
+            f"today's selection registered as v{challenger.version}; champion after this "
+            f"run: v{successor.version} (from {successor.source_study}, trial "
+            f"{successor.source_trial})",
+        ),
+    ]
+
+
+def _base_name(study_name: str) -> str:
+    return study_name.split(NIGHTLY_TAG, 1)[0]

@@ -1,0 +1,384 @@
+"""What a person looks at after a study: the Pareto plot (PNG) and one offline HTML page.
+
+Everything is read from each trial's user attributes (`metrics`, `measurement`), never
+from `trial.values`, so the plot and the table look the same whatever objectives a
+study optimises. Matplotlib is used through `Figure` and the Agg canvas only: callers
+with an interactive backend keep it.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import optuna
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from optuna.trial import FrozenTrial, TrialState
+
+from autocompress.atomic import atomic_directory
+from autocompress.errors import UserError
+from autocompress.front import FrontMember, compute_front, feasible_complete_trials, teacher_member
+
+HTML_NAME = "report.html"
+PNG_NAME = "front.png"
+PNG_DPI = 120
+LOG_SCALE_SPAN = 10.0  # latencies spanning more than this factor are drawn on a log axis
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """Where `write_report` put the page and the plot."""
+
+    html: Path
+    png: Path
+
+
+@dataclass(frozen=True)
+class _Marked:
+    """The trials a reader looks for first: the baseline and the one in production."""
+
+    teacher: FrontMember | None
+    champion: FrontMember | None
+
+
+def plot_front(
+    study: optuna.Study, *, champion_trial: int | None = None, title: str | None = None
+) -> Figure:
+    """Latency (p50) against F1 for every completed trial, the feasible front highlighted,
+    the teacher and (if given) the champion marked and labelled.
+
+    A champion that is not a completed trial of this study is a `UserError`.
+    """
+    trials = _plottable_trials(study)
+    marked = _marked(study, champion_trial)
+    figure = Figure(figsize=(8.0, 5.5), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.set_title(title or f"Pareto front of {study.study_name}")
+    axes.set_xlabel(_latency_label(trials))
+    axes.set_ylabel(_f1_label(trials))
+    if not trials:
+        axes.text(0.5, 0.5, "no completed trials yet", ha="center", transform=axes.transAxes)
+        return figure
+    _draw_trials(axes, trials, {t.number for t in feasible_complete_trials(study)})
+    _draw_front(axes, compute_front(study))
+    _draw_marked(axes, marked)
+    if _span(trials) > LOG_SCALE_SPAN:
+        axes.set_xscale("log")
+    axes.margins(x=0.08, y=0.12)  # room for the teacher and champion labels
+    axes.grid(True, which="both", alpha=0.3)
+    figure.legend(loc="outside lower center", ncols=3, fontsize="small", frameon=False)
+    return figure
+
+
+def write_report(
+    study: optuna.Study,
+    out_dir: Path,
+    *,
+    title: str,
+    champion_trial: int | None = None,
+    decision: str | None = None,
+    sections: Sequence[tuple[str, str]] = (),
+) -> ReportFiles:
+    """Write `front.png` and a self-contained `report.html` (the PNG embedded) to `out_dir`.
+
+    Both are rendered in memory first, then the folder is swapped in whole, so a reader
+    never sees half a report or a page that does not match its plot. `out_dir` belongs
+    to the report: a folder holding anything else is refused rather than replaced.
+    """
+    out_dir = Path(out_dir)
+    _check_replaceable(out_dir)
+    png = _png_bytes(plot_front(study, champion_trial=champion_trial, title=title))
+    page = _html_page(study, title, png, _marked(study, champion_trial), decision, sections)
+    with atomic_directory(out_dir, overwrite=True) as staging:
+        (staging / PNG_NAME).write_bytes(png)
+        (staging / HTML_NAME).write_text(page, encoding="utf-8")
+    return ReportFiles(html=out_dir / HTML_NAME, png=out_dir / PNG_NAME)
+
+
+def _check_replaceable(out_dir: Path) -> None:
+    """Refuse to swap out a folder that holds more than an earlier report."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise UserError(f"{out_dir} is a file; a report needs a folder of its own")
+    foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in {HTML_NAME, PNG_NAME})
+    if foreign:
+        raise UserError(
+            f"{out_dir} holds files that are not part of a report ({', '.join(foreign[:5])}); "
+            "the report replaces its folder whole, so choose a new or empty folder"
+        )
+
+
+# --- reading the study -------------------------------------------------------------
+
+
+def _plottable_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """Completed trials that recorded both a latency and an F1."""
+    return [
+        trial
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if _latency(trial) is not None and _f1(trial) is not None
+    ]
+
+
+def _latency(trial: FrozenTrial) -> float | None:
+    return trial.user_attrs.get("measurement", {}).get("latency_p50_ms")
+
+
+def _f1(trial: FrozenTrial) -> float | None:
+    return trial.user_attrs.get("metrics", {}).get("f1")
+
+
+def _marked(study: optuna.Study, champion_trial: int | None) -> _Marked:
+    champion = None if champion_trial is None else _completed_member(study, champion_trial)
+    return _Marked(teacher=teacher_member(study), champion=champion)
+
+
+def _completed_member(study: optuna.Study, number: int) -> FrontMember:
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if trial.number == number:
+            return FrontMember.from_trial(trial)
+    raise UserError(
+        f"study {study.study_name!r} has no completed trial {number} to mark as the champion"
+    )
+
+
+def _f1_label(trials: list[FrozenTrial]) -> str:
+    """Say which average `f1` is; it is recorded beside its macro and positive-class twins."""
+    metrics = [t.user_attrs["metrics"] for t in trials]
+    averages = [
+        name
+        for name, key in (("positive class", "f1_positive"), ("macro", "f1_macro"))
+        if metrics and all(m.get(key) == m["f1"] for m in metrics)
+    ]
+    return f"F1 ({averages[0]})" if len(averages) == 1 else "F1"
+
+
+def _latency_label(trials: list[FrozenTrial]) -> str:
+    batches = {t.user_attrs["measurement"].get("batch_size") for t in trials}
+    if len(batches) == 1 and None not in batches:
+        return f"latency p50 per batch of {batches.pop()} (ms)"
+    return "latency p50 (ms)"
+
+
+def _span(trials: list[FrozenTrial]) -> float:
+    latencies = [_latency(t) for t in trials]
+    low = min(latencies)
+    return max(latencies) / low if low > 0 else float("inf")
+
+
+# --- drawing -----------------------------------------------------------------------
+
+
+def _draw_trials(axes: Axes, trials: list[FrozenTrial], feasible: set[int]) -> None:
+    """Every completed trial as a small grey point; infeasible ones hollow."""
+    groups = ((True, "completed trials"), (False, "infeasible (over a drop limit)"))
+    for is_feasible, label in groups:
+        group = [t for t in trials if (t.number in feasible) == is_feasible]
+        if not group:
+            continue
+        axes.scatter(
+            [_latency(t) for t in group],
+            [_f1(t) for t in group],
+            s=18,
+            facecolors="0.6" if is_feasible else "none",
+            edgecolors="0.45",
+            linewidths=0.8,
+            label=label,
+            zorder=2,
+        )
+
+
+def _draw_front(axes: Axes, front: list[FrontMember]) -> None:
+    """The feasible front as a step line through its members, sorted by latency."""
+    members = sorted(front, key=lambda m: m.metrics["latency_p50_ms"])
+    if not members:
+        return
+    axes.step(
+        [m.metrics["latency_p50_ms"] for m in members],
+        [m.metrics["f1"] for m in members],
+        where="post",
+        color="tab:blue",
+        marker="o",
+        markersize=6,
+        linewidth=1.5,
+        label="Pareto front (feasible)",
+        zorder=3,
+    )
+
+
+def _draw_marked(axes: Axes, marked: _Marked) -> None:
+    """Teacher and champion: a distinct marker each and a label with the trial number."""
+    styles = (
+        (marked.teacher, "teacher", "*", "tab:orange", 220, (8, 8)),
+        (marked.champion, "champion", "D", "tab:red", 80, (8, -16)),
+    )
+    for member, role, marker, color, size, offset in styles:
+        if member is None:
+            continue
+        point = (member.metrics["latency_p50_ms"], member.metrics["f1"])
+        axes.scatter(
+            *point,
+            marker=marker,
+            s=size,
+            color=color,
+            edgecolors="black",
+            linewidths=0.8,
+            label=f"{role} (trial {member.trial_number})",
+            zorder=4,
+        )
+        axes.annotate(
+            f"{role} #{member.trial_number}",
+            point,
+            xytext=offset,
+            textcoords="offset points",
+            fontsize="small",
+            color=color,
+        )
+
+
+def _png_bytes(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=PNG_DPI)
+    return buffer.getvalue()
+
+
+# --- the page ------------------------------------------------------------------------
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; color: #222; }
+.meta { color: #555; }
+.decision { border-left: 4px solid #d62728; background: #fdf3f3; padding: .6rem 1rem; }
+img { max-width: 100%; height: auto; }
+table { border-collapse: collapse; font-size: .9rem; }
+th, td { border-bottom: 1px solid #ddd; padding: .3rem .6rem; text-align: right; }
+td.text, th.text { text-align: left; }
+tr.teacher { background: #fff4e5; }
+tr.champion { background: #fdecec; font-weight: 600; }
+pre { background: #f6f6f6; padding: .6rem; overflow-x: auto; }
+"""
+
+_COLUMNS = ("trial", "role", "recipe", "accuracy", "F1", "p50 ms", "size KB", "Δ vs teacher")
+_TEXT_COLUMNS = {"role", "recipe", "Δ vs teacher"}
+
+
+def _html_page(
+    study: optuna.Study,
+    title: str,
+    png: bytes,
+    marked: _Marked,
+    decision: str | None,
+    sections: Sequence[tuple[str, str]],
+) -> str:
+    e = html.escape
+    image = base64.b64encode(png).decode("ascii")
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{e(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{e(title)}</h1>",
+        _meta(study),
+    ]
+    if decision:
+        parts.append(f'<p class="decision"><strong>Decision:</strong> {e(decision)}</p>')
+    parts += [
+        "<h2>Pareto plot</h2>",
+        f'<img src="data:image/png;base64,{image}" alt="{e(f"Pareto plot of {title}")}">',
+        f'<p class="meta">Also saved as {PNG_NAME} beside this page.</p>',
+        "<h2>Front</h2>",
+        _front_table(compute_front(study), marked),
+    ]
+    for heading, text in sections:
+        parts.append(f"<h2>{e(heading)}</h2><pre>{e(text)}</pre>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _meta(study: optuna.Study) -> str:
+    """When, which study, how many trials in each state, and what was optimised."""
+    e = html.escape
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    counts = Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
+    states = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "none"
+    names = study.metric_names or [f"value {i}" for i in range(len(study.directions))]
+    arrows = {"MAXIMIZE": "↑", "MINIMIZE": "↓"}
+    objectives = ", ".join(
+        f"{name} {arrows.get(d.name, '')}" for name, d in zip(names, study.directions, strict=False)
+    )
+    return (
+        f'<p class="meta">Generated {e(generated)} · study <code>{e(study.study_name)}</code>'
+        f" · trials: {e(states)} · objectives: {e(objectives)}</p>"
+    )
+
+
+def _front_table(front: list[FrontMember], marked: _Marked) -> str:
+    """The front sorted by latency; teacher and champion always shown, even off the front."""
+    on_front = {m.trial_number for m in front}
+    rows = {m.trial_number: m for m in front}
+    for member in (marked.teacher, marked.champion):
+        if member is not None:
+            rows.setdefault(member.trial_number, member)
+    ordered = sorted(rows.values(), key=lambda m: m.metrics.get("latency_p50_ms") or 0.0)
+    header = "".join(
+        f'<th class="{"text" if c in _TEXT_COLUMNS else "num"}">{html.escape(c)}</th>'
+        for c in _COLUMNS
+    )
+    body = "".join(_front_row(m, marked, m.trial_number in on_front) for m in ordered)
+    return f'<table class="front"><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _front_row(member: FrontMember, marked: _Marked, on_front: bool) -> str:
+    roles = [
+        role
+        for role, other in (("teacher", marked.teacher), ("champion", marked.champion))
+        if other is not None and other.trial_number == member.trial_number
+    ]
+    role_text = ", ".join(roles) or "front"
+    if not on_front:
+        role_text += " (not on the front)"
+    m = member.metrics
+    cells = [
+        (str(member.trial_number), "num"),
+        (role_text, "text"),
+        (str(m.get("recipe") or ""), "text"),
+        (_number(m.get("accuracy"), ".4f"), "num"),
+        (_number(m.get("f1"), ".4f"), "num"),
+        (_number(m.get("latency_p50_ms"), ".3f"), "num"),
+        (_number(None if m.get("size_bytes") is None else m["size_bytes"] / 1024, ".1f"), "num"),
+        (_delta_vs_teacher(member, marked.teacher), "text"),
+    ]
+    tds = "".join(f'<td class="{kind}">{html.escape(text)}</td>' for text, kind in cells)
+    classes = " ".join(roles) or "member"
+    return f'<tr class="{classes}" data-trial="{member.trial_number}">{tds}</tr>'
+
+
+def _delta_vs_teacher(member: FrontMember, teacher: FrontMember | None) -> str:
+    """Accuracy and F1 change in percentage points, and the speed-up in p50 latency."""
+    if teacher is None:
+        return "no teacher"
+    if member.trial_number == teacher.trial_number:
+        return "baseline"
+    m, t = member.metrics, teacher.metrics
+    parts = [
+        f"{label} {100 * (m[key] - t[key]):+.1f} pt"
+        for label, key in (("acc", "accuracy"), ("F1", "f1"))
+        if m.get(key) is not None and t.get(key) is not None
+    ]
+    mine, theirs = m.get("latency_p50_ms"), t.get("latency_p50_ms")
+    if mine and theirs:
+        ratio = theirs / mine
+        parts.append(f"{ratio:.2f}× faster" if ratio >= 1 else f"{1 / ratio:.2f}× slower")
+    return ", ".join(parts)
+
+
+def _number(value: float | None, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
