@@ -41,11 +41,13 @@ from autocompress.store import (
     optuna_storage,
     safe_url,
 )
-from autocompress.targets import Target, build_target
+from autocompress.targets import Target, build_target, fingerprint_id
 from autocompress.tasks import Task, build_task
 
 IDENTITY_ATTR = "autocompress:identity"
 TEACHER_ATTR = "autocompress:teacher"
+# The target fingerprint (machine + runtime) every latency in the study was measured on.
+MACHINE_ATTR = "autocompress:machine"
 Callback = Callable[[optuna.Study, FrozenTrial], None]
 logger = logging.getLogger("autocompress")
 
@@ -103,7 +105,7 @@ def run_study(
     target = build_target(config)
     check_reachable(config.storage_url)
     store = Store(config.storage_url)
-    study = _create_or_resume(loaded)
+    study = _create_or_resume(loaded, target)
     logger.info(
         "study %r in %s: %d trials so far; preparing the teacher (trained once per "
         "study, then cached)",
@@ -192,9 +194,10 @@ def artifact_store(loaded: LoadedStudy) -> FileSystemArtifactStore:
     return FileSystemArtifactStore(str(path))
 
 
-def _create_or_resume(loaded: LoadedStudy) -> optuna.Study:
+def _create_or_resume(loaded: LoadedStudy, target: Target) -> optuna.Study:
     config = loaded.config
     identity = config.identity_hash()
+    machine = target.fingerprint()
     storage = optuna_storage(config.storage_url)
     try:
         study = optuna.load_study(
@@ -211,6 +214,7 @@ def _create_or_resume(loaded: LoadedStudy) -> optuna.Study:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(list(config.objectives.metrics))
         study.set_user_attr(IDENTITY_ATTR, identity)
+        study.set_user_attr(MACHINE_ATTR, machine)
         study.set_user_attr("autocompress:study_file", str(loaded.source))
         return study
     if study.user_attrs.get(IDENTITY_ATTR) != identity:
@@ -219,6 +223,15 @@ def _create_or_resume(loaded: LoadedStudy) -> optuna.Study:
             f"created from a different task, search space, objectives or target "
             f"than {loaded.source}; its trials are not comparable. Use "
             "--study-name for a new study"
+        )
+    measured_on = study.user_attrs.get(MACHINE_ATTR)
+    if measured_on is not None and fingerprint_id(measured_on) != fingerprint_id(machine):
+        differs = sorted(k for k in machine if measured_on.get(k) != machine[k])
+        raise UserError(
+            f"study {config.study_name!r} was measured on another machine or runtime "
+            f"(differs in: {', '.join(differs)}); latencies from two machines are not "
+            "comparable, so it is not resumed here. Use --study-name for a new study on "
+            "this machine, or `autocompress nightly` (which re-measures in a new study)"
         )
     return study
 

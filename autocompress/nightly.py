@@ -216,12 +216,19 @@ def _warm_starts(url: str, base: str, champion: ModelVersion | None) -> list[War
             for member in compute_front(previous)
             if not member.is_teacher
         ]
-    if champion is not None:
-        source = optuna.load_study(study_name=champion.source_study, storage=storage)
-        params = source.trials[champion.source_trial].params
-        if params:  # the teacher as champion needs no warm start
-            starts.append(WarmStart(params, "champion"))
+    if champion is not None and (params := champion_params(url, champion)):
+        starts.append(WarmStart(params, "champion"))  # the teacher needs no warm start
     return starts
+
+
+def champion_params(url: str, champion: ModelVersion) -> dict[str, Any]:
+    """The params of the trial a registered version was exported from ({} = teacher)."""
+    import optuna
+
+    from autocompress.store import optuna_storage
+
+    source = optuna.load_study(study_name=champion.source_study, storage=optuna_storage(url))
+    return dict(source.trials[champion.source_trial].params)
 
 
 def _decide_and_record(
@@ -262,7 +269,9 @@ def _decide_and_record(
         study,
         Path(report_dir or Path(config.export.dir).parent / "reports") / study.study_name,
         title=f"Nightly {base} — {now:%Y-%m-%d %H:%M} UTC",
-        champion_trial=_champion_trial(study, decision, challenger_version),
+        champion_trial=_champion_trial(
+            study, config.storage_url, decision, challenger_version, champion
+        ),
         decision=verdict + decision.reason,
         sections=_report_sections(today, champion, challenger_version, successor),
     )
@@ -334,16 +343,21 @@ def _within_limits(config: Any, teacher: dict[str, float], metrics: dict[str, fl
 
 
 def _champion_trial(
-    study: optuna.Study, decision: Decision, challenger: ModelVersion
+    study: optuna.Study,
+    url: str,
+    decision: Decision,
+    challenger: ModelVersion,
+    champion: ModelVersion | None,
 ) -> int | None:
     """The champion's trial in tonight's study: the challenger's, or the re-run of the
-    kept champion's recipe."""
+    kept champion's recipe (warm-started, so it is there unless it failed)."""
     from optuna.trial import TrialState
 
-    if decision.replace:
+    if decision.replace or champion is None:
         return challenger.source_trial
+    params = champion_params(url, champion)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if trial.user_attrs.get("role") == "champion":
+        if trial.params == params:
             return trial.number
     return None
 

@@ -67,7 +67,9 @@ def test_two_nights_warm_start_champion_challenger_and_rollback(
         assert registry.champion("credit").version == first.champion.version
         assert "noise" in challenger.reason or "constraints" in challenger.reason
         registry.promote(second.challenger.version, reason="test: deploy the challenger")
-    assert "champion kept" in second.report.html.read_text() or challenger.replace
+    page = second.report.html.read_text()
+    assert "champion kept" in page or challenger.replace
+    assert 'class="champion"' in page and 'class="teacher"' in page
 
     # Rollback restores the previous champion in one command.
     process = autocompress_cli(

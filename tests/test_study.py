@@ -238,6 +238,16 @@ def test_resume_with_a_different_search_space_is_refused(
     assert len(load_result(path).study.trials) == before
 
 
+def test_a_study_measured_on_another_machine_is_not_resumed(tmp_path: Path) -> None:
+    path = write_study(tmp_path, tiny_study_dict(tmp_path, n_trials=1))
+    study = run_study(path).study
+    elsewhere = {**study.user_attrs["autocompress:machine"], "cpu_model": "Some Other CPU"}
+    study.set_user_attr("autocompress:machine", elsewhere)
+    with pytest.raises(UserError, match=r"another machine or runtime \(differs in: cpu_model\)"):
+        run_study(path, n_trials=1)
+    assert len(load_result(path).study.trials) == 1
+
+
 def test_recipes_the_target_cannot_run_are_pruned_with_a_reason(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
