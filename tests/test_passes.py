@@ -28,6 +28,7 @@ from autocompress.passes import (
     apply_precision,
     kd_loss,
 )
+from autocompress.passes import prune as prune_module
 from autocompress.passes.precision import gemm_to_matmul
 from autocompress.recipe import IMPORTANCE_CRITERIA, Recipe
 from autocompress.tasks.credit import CreditTask
@@ -118,6 +119,21 @@ def test_every_importance_prunes_whole_channels(
     # no gradients left behind (taylor runs a backward pass)
     assert all(p.grad is None for p in pruned.parameters())
     assert torch.isfinite(pruned(task.example_inputs()[0])).all()
+
+
+def test_taylor_gradients_come_from_bounded_mini_batches(
+    task: CreditTask, student: MLPClassifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One batch of a whole training set ran MiniLM out of 24 GiB (the OOM killer)."""
+    monkeypatch.setattr(prune_module, "TAYLOR_EXAMPLES", 100)
+    seen: list[int] = []
+    hook = student.register_forward_hook(lambda _m, args, _out: seen.append(len(args[0])))
+    recipe = Recipe(pruning_ratio=0.5, pruning_importance="taylor")
+    StructuredPruning().apply(student, recipe, PassContext(task=task, seed=3))
+    hook.remove()
+    gradient_batches = seen[-4:]  # 100 examples in batches of 32 (after graph tracing)
+    assert gradient_batches == [32, 32, 32, 4]
+    assert max(seen) <= max(prune_module.TAYLOR_BATCH, len(task.example_inputs()[0]))
 
 
 @pytest.mark.parametrize("importance", ["l1", "l2"])
