@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import logging
 import platform
-import random
 import statistics
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from autocompress.errors import UserError
 from autocompress.passes import apply_precision
 from autocompress.recipe import Recipe
 from autocompress.targets import OnnxRuntimeTarget, machine_fingerprint
+from autocompress.targets.measurement import interleaved_rounds
 from autocompress.tasks import build_task
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,8 +94,70 @@ def main() -> int:
         for threads in (1, 2):
             measure_interleaved(candidates, task, threads, args, seq)
         held_out = len(task.labels("test"))
-        write_section(Path(args.out), candidates, args, seq, held_out, len(result.study.trials))
+        selected = select_candidate(candidates)
+        export_lines = check_export(result, task, selected) if selected else []
+        write_section(
+            Path(args.out),
+            candidates,
+            selected,
+            export_lines,
+            args,
+            seq,
+            held_out,
+            len(result.study.trials),
+        )
     return 0
+
+
+def select_candidate(candidates: list[Candidate]) -> Candidate | None:
+    """The fastest front member at 1 thread within 1.0 point of the teacher's macro-F1."""
+    teacher_f1 = candidates[0].metrics["f1_macro"]
+    eligible = [c for c in candidates[2:] if teacher_f1 - c.metrics["f1_macro"] <= 0.01]
+    return min(eligible, key=lambda c: c.p50(1)) if eligible else None
+
+
+def check_export(result, task, selected: Candidate) -> list[str]:
+    """Export the selected trial, verify it, and score it with plain onnxruntime and the
+    tokenizer files beside the model (no autocompress code on the inference path)."""
+    import json
+
+    import numpy as np
+    import onnxruntime as ort
+    from sklearn.metrics import f1_score
+    from transformers import AutoTokenizer
+
+    from autocompress.api import export_selected
+    from autocompress.manifest import verify
+
+    number = int(selected.name.split()[1])
+    out = Path("runs/exports/fin_sentiment_minilm-selected")
+    export_selected(result.study, result.loaded, out, policy=f"trial:{number}", overwrite=True)
+    files = verify(out)
+    labels = json.loads((out / "labels.json").read_text())
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    texts, truth = task.splits.texts["test"], task.labels("test")
+    predictions = []
+    for start in range(0, len(texts), 64):
+        encoded = tokenizer(
+            texts[start : start + 64],
+            padding=labels["padding"],
+            truncation=True,
+            max_length=labels["max_seq_length"],
+            return_tensors="np",
+        )
+        feed = {name: encoded[name].astype(np.int64) for name in labels["inputs"]}
+        predictions.append(session.run(None, feed)[0].argmax(axis=1))
+    plain_f1 = f1_score(truth, np.concatenate(predictions), average="macro")
+    tokenizer_files = sorted(p.name for p in out.iterdir() if p.name.startswith(("token", "vocab")))
+    return [
+        f"Export of the selected trial: `autocompress export --policy trial:{number}` to "
+        f"`{out}`; `autocompress verify`: {files} files match the manifest. Loaded with "
+        f"plain onnxruntime and `AutoTokenizer.from_pretrained(<export folder>)` (files "
+        f"{', '.join(tokenizer_files)}): "
+        f"macro-F1 {plain_f1:.4f} on the held-out split (autocompress measured "
+        f"{selected.metrics['f1_macro']:.4f})."
+    ]
 
 
 def baselines(task, result, work: Path) -> list[Candidate]:
@@ -121,7 +183,10 @@ def front_members(result, work: Path) -> list[Candidate]:
             file_path=str(path),
             artifact_id=trial.user_attrs["artifacts"]["model.onnx"],
         )
-        role = " (teacher)" if member.is_teacher else ""
+        # Say which trials the sampler chose and which were enqueued (hand recipes).
+        role = {"teacher": " (teacher)", "warm_start": " (hand recipe)"}.get(
+            trial.user_attrs.get("role", ""), " (sampled)"
+        )
         members.append(
             Candidate(f"trial {trial.number}{role}", path, trial.user_attrs["recipe_summary"])
         )
@@ -129,7 +194,7 @@ def front_members(result, work: Path) -> list[Candidate]:
 
 
 def measure_interleaved(candidates, task, threads: int, args, seq: int) -> None:
-    """Each round visits every candidate once, in a shuffled order, in this one process."""
+    """Every round visits every candidate once, in a shuffled order, in this one process."""
     target = OnnxRuntimeTarget(
         TargetConfig(
             batch_size=1, intra_op_threads=threads, warmup=args.warmup, repeats=args.repeats
@@ -137,23 +202,26 @@ def measure_interleaved(candidates, task, threads: int, args, seq: int) -> None:
     )
     sessions = {c.name: target.load(c.path) for c in candidates}
     feed = task.measurement_feed(1)
-    order = list(candidates)
-    rng = random.Random(threads)
-    for round_index in range(args.rounds):
-        rng.shuffle(order)
-        for candidate in order:
-            m = target.measure(sessions[candidate.name], feed)
-            candidate.rounds.setdefault(threads, []).append(m.latency_p50_ms)
-        logging.info("threads %d: round %d/%d done", threads, round_index + 1, args.rounds)
+    p50s = interleaved_rounds(
+        lambda name: target.measure(sessions[name], feed), list(sessions), args.rounds, threads
+    )
+    for candidate in candidates:
+        candidate.rounds[threads] = p50s[candidate.name]
+    logging.info("threads %d: %d interleaved rounds done", threads, args.rounds)
 
 
 def write_section(
-    out: Path, candidates: list[Candidate], args, seq: int, held_out: int, n_trials: int
+    out: Path,
+    candidates: list[Candidate],
+    selected: Candidate | None,
+    export_lines: list[str],
+    args,
+    seq: int,
+    held_out: int,
+    n_trials: int,
 ) -> None:
     teacher = candidates[0]
     teacher_f1 = teacher.metrics["f1_macro"]
-    eligible = [c for c in candidates[2:] if teacher_f1 - c.metrics["f1_macro"] <= 0.01]
-    selected = min(eligible, key=lambda c: c.p50(1)) if eligible else None
     fp = machine_fingerprint()
     lines = [
         SECTION_START,
@@ -202,6 +270,8 @@ def write_section(
         )
     else:
         lines.append("No front member stays within 1.0 point of the teacher's macro-F1.")
+    if export_lines:
+        lines += ["", *export_lines]
     lines += ["", SECTION_END]
     replace_section(out, "\n".join(lines))
     print("\n".join(lines))
