@@ -172,7 +172,8 @@ def run_nightly(
         Store(config.storage_url).close()  # our tables, the registry's included
         with Registry(config.storage_url) as registry:
             champion = registry.champion(base)
-            warm_starts = _warm_starts(config.storage_url, base, champion)
+            recipe = champion_params(config.storage_url, champion) if champion else None
+            warm_starts = _warm_starts(config.storage_url, base, recipe)
             name = nightly_study_name(base, now)
             planned = len(warm_starts) + 1 + (n_trials or config.n_trials)
             logger.info(
@@ -192,12 +193,12 @@ def run_nightly(
                 warm_starts=warm_starts,
                 callbacks=[lambda _study, _trial: lock.refresh(), *callbacks],
             )
-            return _decide_and_record(result, registry, champion, rounds, now, report_dir)
+            return _decide_and_record(result, registry, champion, recipe, rounds, now, report_dir)
 
 
-def _warm_starts(url: str, base: str, champion: ModelVersion | None) -> list[WarmStart]:
+def _warm_starts(url: str, base: str, champion_recipe: dict[str, Any] | None) -> list[WarmStart]:
     """Last night's front (not the teacher: every study tries it first), then the
-    champion's recipe."""
+    champion's recipe (its trial's params)."""
     import optuna
 
     from autocompress.front import compute_front
@@ -216,8 +217,8 @@ def _warm_starts(url: str, base: str, champion: ModelVersion | None) -> list[War
             for member in compute_front(previous)
             if not member.is_teacher
         ]
-    if champion is not None and (params := champion_params(url, champion)):
-        starts.append(WarmStart(params, "champion"))  # the teacher needs no warm start
+    if champion_recipe:  # {} is the teacher, which every study tries first anyway
+        starts.append(WarmStart(champion_recipe, "champion"))
     return starts
 
 
@@ -235,6 +236,7 @@ def _decide_and_record(
     result: StudyResult,
     registry: Registry,
     champion: ModelVersion | None,
+    champion_recipe: dict[str, Any] | None,
     rounds: int,
     now: datetime,
     report_dir: str | Path | None,
@@ -269,9 +271,7 @@ def _decide_and_record(
         study,
         Path(report_dir or Path(config.export.dir).parent / "reports") / study.study_name,
         title=f"Nightly {base} — {now:%Y-%m-%d %H:%M} UTC",
-        champion_trial=_champion_trial(
-            study, config.storage_url, decision, challenger_version, champion
-        ),
+        champion_trial=_champion_trial(study, decision, challenger_version, champion_recipe),
         decision=verdict + decision.reason,
         sections=_report_sections(today, champion, challenger_version, successor),
     )
@@ -305,6 +305,7 @@ def _measure_today(
     both exported models run in this process, in alternating rounds.
     """
     from autocompress.api import TEACHER_ATTR
+    from autocompress.search import drops_and_constraints
     from autocompress.targets import OnnxRuntimeTarget, build_target, fingerprint_id
     from autocompress.targets.measurement import interleaved_rounds
     from autocompress.tasks import build_task
@@ -328,36 +329,29 @@ def _measure_today(
         contenders[name] = Contender(
             name=name,
             metrics=metrics,
-            feasible=_within_limits(config, teacher, metrics),
+            feasible=all(
+                value <= 0
+                for value in drops_and_constraints(config.constraints, teacher, metrics)[1].values()
+            ),
             p50_rounds=p50s[name],
         )
     return Today(contenders, len(task.labels("test")), fingerprint_id(target.fingerprint()))
 
 
-def _within_limits(config: Any, teacher: dict[str, float], metrics: dict[str, float]) -> bool:
-    limits = config.constraints
-    return all(
-        limit is None or teacher[metric] - metrics[metric] <= limit
-        for metric, limit in (("accuracy", limits.max_accuracy_drop), ("f1", limits.max_f1_drop))
-    )
-
-
 def _champion_trial(
     study: optuna.Study,
-    url: str,
     decision: Decision,
     challenger: ModelVersion,
-    champion: ModelVersion | None,
+    champion_recipe: dict[str, Any] | None,
 ) -> int | None:
     """The champion's trial in tonight's study: the challenger's, or the re-run of the
     kept champion's recipe (warm-started, so it is there unless it failed)."""
     from optuna.trial import TrialState
 
-    if decision.replace or champion is None:
+    if decision.replace or champion_recipe is None:
         return challenger.source_trial
-    params = champion_params(url, champion)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if trial.params == params:
+        if trial.params == champion_recipe:
             return trial.number
     return None
 

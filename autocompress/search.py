@@ -16,7 +16,13 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import FrozenTrial, Trial, TrialState
 from torch import nn
 
-from autocompress.config import CostControlConfig, LoadedStudy, ParamSpace, SamplerConfig
+from autocompress.config import (
+    ConstraintsConfig,
+    CostControlConfig,
+    LoadedStudy,
+    ParamSpace,
+    SamplerConfig,
+)
 from autocompress.dashboard import (
     attach_report_artifacts,
     completed_trial_note,
@@ -99,6 +105,19 @@ def enqueue_first_trials(study: optuna.Study, warm_starts: Sequence[WarmStart]) 
         study.enqueue_trial(dict(warm_start.params), user_attrs={"role": warm_start.role})
 
 
+def drops_and_constraints(
+    limits: ConstraintsConfig, teacher: dict[str, float], metrics: dict[str, float]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Drops versus the teacher (always recorded), and constraint values (drop minus
+    limit, feasible when ≤ 0) where the study limits them."""
+    drops, constraints = {}, {}
+    for metric, limit in (("accuracy", limits.max_accuracy_drop), ("f1", limits.max_f1_drop)):
+        drops[metric] = teacher[metric] - metrics[metric]
+        if limit is not None:
+            constraints[f"{metric}_drop"] = drops[metric] - limit
+    return drops, constraints
+
+
 class Objective:
     """Turns one trial into objective values; unsupported recipes become pruned trials."""
 
@@ -156,26 +175,15 @@ class Objective:
         trial.set_user_attr("student_spec", evaluation.student_spec)
         trial.set_user_attr("num_parameters", evaluation.num_parameters)
         trial.set_user_attr("artifacts", artifacts)
-        drops, constraints = self._drops_and_constraints(evaluation.metrics)
+        drops, constraints = drops_and_constraints(
+            config.constraints, self.teacher_metrics, evaluation.metrics
+        )
         for metric, drop in drops.items():
             trial.set_user_attr(f"{metric}_drop", drop)
         set_constraints(trial, constraints)
         self._describe_for_dashboard(trial, recipe, evaluation, drops, constraints)
         observed = {**evaluation.metrics, **measurement}
         return [float(observed[metric]) for metric in config.objectives.metrics]
-
-    def _drops_and_constraints(
-        self, metrics: dict[str, float]
-    ) -> tuple[dict[str, float], dict[str, float]]:
-        """Drops versus the teacher (always recorded), and constraint values (drop minus
-        limit, feasible when ≤ 0) where the study limits them."""
-        limits = self.loaded.config.constraints
-        drops, constraints = {}, {}
-        for metric, limit in (("accuracy", limits.max_accuracy_drop), ("f1", limits.max_f1_drop)):
-            drops[metric] = self.teacher_metrics[metric] - metrics[metric]
-            if limit is not None:
-                constraints[f"{metric}_drop"] = drops[metric] - limit
-        return drops, constraints
 
     def _describe_for_dashboard(
         self,
