@@ -97,6 +97,14 @@ class OptimizerConfig(_Strict):
     patience: Annotated[int, Field(gt=0)] = 1
 
 
+class FinetuneConfig(OptimizerConfig):
+    """How students are fine-tuned: students train longer than the teacher, so the rate
+    warms up over the first 6% of steps and then decays linearly to zero, as in
+    transformers' Trainer (`constant` keeps it fixed)."""
+
+    lr_schedule: Literal["linear", "constant"] = "linear"
+
+
 class FitConfig(OptimizerConfig):
     """How the teacher is fine-tuned (once per study)."""
 
@@ -109,7 +117,7 @@ class TextTaskConfig(_Strict):
     model: TextModelConfig = TextModelConfig()
     data: TextDataConfig
     teacher: FitConfig = FitConfig()
-    finetune: OptimizerConfig = OptimizerConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
 
 
 TaskConfig = Annotated[CreditTaskConfig | TextTaskConfig, Field(discriminator="kind")]
@@ -142,11 +150,18 @@ class TargetConfig(_Strict):
 
 class CostControlConfig(_Strict):
     """Stop hopeless trials early (multi-fidelity): Optuna's pruners do not work on
-    multi-objective studies, so autocompress applies a median rule on validation
-    scores reported after every fine-tuning epoch, plus a per-trial time budget."""
+    multi-objective studies, so autocompress judges the validation score reported after
+    every fine-tuning epoch itself, and gives each trial a time budget."""
 
-    # Off by default: the median compares validation scores only, so in a search that
-    # trades score for latency it would also stop fast, slightly weaker trials.
+    # The constraint rule: stop a student whose validation F1, plus the most any earlier
+    # trial still gained after the same epoch (at least `constraint_stop_margin`), stays
+    # below the teacher's validation F1 minus `max_f1_drop`. It stops only trials that
+    # would end infeasible, so fast-but-weaker students the front needs keep running.
+    constraint_stop: bool = False
+    constraint_stop_margin: Annotated[float, Field(ge=0.0, le=1.0)] = 0.02
+    # The median rule (as Optuna's MedianPruner). Off by default: it compares validation
+    # scores only, so in a search that trades score for latency it also stops fast,
+    # slightly weaker trials.
     median_stop: bool = False
     min_epochs: Annotated[int, Field(ge=1)] = 2
     min_trials: Annotated[int, Field(ge=1)] = 5
@@ -399,6 +414,11 @@ def _check_consistency(config: StudyConfig, source: Path) -> None:
     metrics = config.objectives.metrics
     if len(set(metrics)) != len(metrics):
         raise UserError(f"{source}: objectives.metrics: {metrics} names a metric twice")
+    if config.cost_control.constraint_stop and config.constraints.max_f1_drop is None:
+        raise UserError(
+            f"{source}: cost_control.constraint_stop: true needs constraints.max_f1_drop "
+            "(the limit it stops trials against); set one or turn constraint_stop off"
+        )
 
 
 def _check_warm_start(

@@ -137,6 +137,8 @@ class Objective:
         self.teacher_metrics = teacher_metrics
         self.artifact_store = artifact_store
         self.teacher_parameters = sum(p.numel() for p in teacher.parameters())
+        limit = loaded.config.constraints.max_f1_drop
+        self.score_floor = None if limit is None else task.validation_score(teacher) - limit
 
     def __call__(self, trial: Trial) -> list[float]:
         config = self.loaded.config
@@ -155,7 +157,12 @@ class Objective:
                     recipe,
                     Path(workdir),
                     seed=self.task.seed,
-                    on_epoch=EpochMonitor(trial, config.cost_control),
+                    on_epoch=EpochMonitor(
+                        trial,
+                        config.cost_control,
+                        last_epoch=recipe.finetune_epochs,
+                        score_floor=self.score_floor,
+                    ),
                 )
             except (Unsupported, optuna.TrialPruned) as reason:
                 trial.set_user_attr("pruned_reason", str(reason))
@@ -236,14 +243,23 @@ class Objective:
 class EpochMonitor:
     """Called after every fine-tuning epoch with the validation score.
 
-    Records the curve (`valid_score_by_epoch`), and stops the trial when it runs over
-    its time budget or, after `min_epochs`, scores below the median of earlier
-    completed trials at the same epoch (the median rule, as Optuna's MedianPruner).
+    Records the curve (`valid_score_by_epoch`) and stops the trial (a pruned trial with
+    the reason) when it runs over its time budget, or from `min_epochs` on, when the
+    constraint rule or the median rule (see `CostControlConfig`) finds it hopeless.
+    `score_floor` is the lowest validation score a feasible student can end with.
     """
 
-    def __init__(self, trial: Trial, settings: CostControlConfig) -> None:
+    def __init__(
+        self,
+        trial: Trial,
+        settings: CostControlConfig,
+        last_epoch: int,
+        score_floor: float | None = None,
+    ) -> None:
         self.trial = trial
         self.settings = settings
+        self.last_epoch = last_epoch
+        self.score_floor = score_floor
         self.started = time.monotonic()
         self.scores: list[float] = []
 
@@ -256,17 +272,37 @@ class EpochMonitor:
             raise optuna.TrialPruned(
                 f"over the per-trial budget of {budget:.0f} s after epoch {epoch} ({elapsed:.0f} s)"
             )
-        if not self.settings.median_stop or epoch < self.settings.min_epochs:
+        # After the last epoch there is nothing left to save: an infeasible student is
+        # measured and kept, so the sampler learns where the limit lies.
+        if epoch < self.settings.min_epochs or epoch >= self.last_epoch:
             return
-        earlier = [
-            curve[epoch - 1]
-            for t in self.trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if len(curve := t.user_attrs.get(VALID_CURVE, [])) >= epoch
-        ]
-        if len(earlier) >= self.settings.min_trials and score < statistics.median(earlier):
+        earlier = self._earlier_curves(epoch)
+        if self.score_floor is not None and self.settings.constraint_stop:
+            self._stop_if_out_of_reach(epoch, score, earlier)
+        if self.settings.median_stop:
+            self._stop_if_below_median(epoch, score, earlier)
+
+    def _earlier_curves(self, epoch: int) -> list[list[float]]:
+        """Validation curves of completed trials that reached `epoch`."""
+        trials = self.trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        return [curve for t in trials if len(curve := t.user_attrs.get(VALID_CURVE, [])) >= epoch]
+
+    def _stop_if_out_of_reach(self, epoch: int, score: float, earlier: list[list[float]]) -> None:
+        gains = [max(curve[epoch - 1 :]) - curve[epoch - 1] for curve in earlier]
+        reach = max([self.settings.constraint_stop_margin, *gains])
+        if score + reach < self.score_floor:
+            raise optuna.TrialPruned(
+                f"validation F1 {score:.4f} after epoch {epoch} cannot reach "
+                f"{self.score_floor:.4f} (the teacher's validation F1 minus max_f1_drop): "
+                f"no earlier trial gained more than {reach:.4f} after epoch {epoch}"
+            )
+
+    def _stop_if_below_median(self, epoch: int, score: float, earlier: list[list[float]]) -> None:
+        at_epoch = [curve[epoch - 1] for curve in earlier]
+        if len(at_epoch) >= self.settings.min_trials and score < statistics.median(at_epoch):
             raise optuna.TrialPruned(
                 f"validation score {score:.4f} after epoch {epoch} is below the median "
-                f"{statistics.median(earlier):.4f} of {len(earlier)} earlier trials"
+                f"{statistics.median(at_epoch):.4f} of {len(at_epoch)} earlier trials"
             )
 
 

@@ -42,10 +42,12 @@ class FitSettings:
     weight_decay: float
     patience: int
     seed: int = 0
+    lr_schedule: str = "constant"
 
     @classmethod
     def of(cls, optimizer: Any, epochs: int, seed: int) -> FitSettings:
-        """From any study-file section with batch_size, learning_rate, weight_decay, patience."""
+        """From any study-file section with batch_size, learning_rate, weight_decay,
+        patience; sections without an `lr_schedule` train at a constant rate."""
         return cls(
             epochs=epochs,
             batch_size=optimizer.batch_size,
@@ -53,6 +55,7 @@ class FitSettings:
             weight_decay=optimizer.weight_decay,
             patience=optimizer.patience,
             seed=seed,
+            lr_schedule=getattr(optimizer, "lr_schedule", "constant"),
         )
 
 
@@ -92,6 +95,8 @@ def fit(
         lr=settings.learning_rate,
         weight_decay=settings.weight_decay,
     )
+    steps_per_epoch = len(order(len(labels), settings.batch_size, torch.Generator()))
+    scheduler = learning_rate_schedule(optimizer, settings, steps_per_epoch * settings.epochs)
     best_score, best_epoch, best_state = float("-inf"), -1, copy.deepcopy(model.state_dict())
     epoch = 0
     for epoch in range(1, settings.epochs + 1):
@@ -105,6 +110,7 @@ def fit(
             loss = loss_fn(forward(model, batch_inputs), labels[index], index)
             loss.backward()
             optimizer.step()
+            scheduler.step()
         model.eval()
         score = score_fn(model)
         if on_epoch is not None:
@@ -116,6 +122,30 @@ def fit(
     model.load_state_dict(best_state)
     model.eval()
     return FitReport(best_score=best_score, best_epoch=best_epoch, epochs_run=epoch)
+
+
+WARMUP_SHARE = 0.06
+"""Share of the steps over which a `linear` schedule warms up (transformers' common 6%)."""
+
+
+def learning_rate_schedule(
+    optimizer: torch.optim.Optimizer, settings: FitSettings, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """`constant`, or `linear`: warm up over the first 6% of steps, then decay to zero.
+
+    The decay spans all the epochs asked for (the recipe's budget), so a run stopped
+    early by patience simply ends before the rate reaches zero.
+    """
+    if settings.lr_schedule == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    warmup = max(1, round(WARMUP_SHARE * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return step / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def random_batches(rows: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:

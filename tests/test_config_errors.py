@@ -129,6 +129,19 @@ def wrong_type_repeats(d: Path) -> Scenario:
     )
 
 
+def constraint_stop_without_limit(d: Path) -> Scenario:
+    def mutate(study: dict) -> None:
+        study["cost_control"] = {"constraint_stop": True}
+        study["constraints"] = {"max_f1_drop": None}
+
+    path = _study(d, mutate)
+    return Scenario(
+        _run(path),
+        lambda: load_study_config(path),
+        [f"{path}: cost_control.constraint_stop: true needs constraints.max_f1_drop"],
+    )
+
+
 def n_trials_option_zero(d: Path) -> Scenario:
     path = _study(d)
     return Scenario(
@@ -358,6 +371,7 @@ CASES: dict[str, Callable[[Path], Scenario]] = {
     "wrong-type-n-trials": wrong_type_n_trials,
     "wrong-type-repeats": wrong_type_repeats,
     "n-trials-option-zero": n_trials_option_zero,
+    "constraint-stop-without-limit": constraint_stop_without_limit,
     **{f"space-inline-{name}": _bad_space_inline(name) for name in BAD_SPACES},
     **{f"space-file-{name}": _bad_space_file(name) for name in BAD_SPACES},
     "space-file-missing": search_space_file_missing,

@@ -19,8 +19,8 @@ from torch import nn
 
 from autocompress import UserError, load_study_config, run_study
 from autocompress.config import (
+    FinetuneConfig,
     FitConfig,
-    OptimizerConfig,
     TextDataConfig,
     TextModelConfig,
     TextTaskConfig,
@@ -57,7 +57,7 @@ def task(workspace: Path, model_dir: Path, data_file: Path) -> TextTask:
         model=TextModelConfig(path=str(model_dir), max_seq_length=16),
         data=TextDataConfig(path=str(data_file), label_names=LABEL_NAMES),
         teacher=FitConfig(epochs=2, batch_size=16, learning_rate=1e-3),
-        finetune=OptimizerConfig(batch_size=16, learning_rate=1e-3),
+        finetune=FinetuneConfig(batch_size=16, learning_rate=1e-3),
     )
     text_task = TextTask(config, "macro")
     text_task.teacher(workspace / "teachers")
@@ -251,3 +251,22 @@ def test_fit_shows_progress_on_stderr_when_asked(capsys: pytest.CaptureFixture[s
     assert train(None) == ""
     shown = train("warming up")
     assert "warming up 1/2" in shown and "warming up 2/2" in shown and "5/5" in shown
+
+
+def test_hidden_state_loss_ignores_padding(task: TextTask, teacher: TextClassifier) -> None:
+    inputs = tuple(t[:8] for t in task.train_tensors()[0])
+    states = task.forward_with_hidden_states(teacher, inputs)[1]
+    mask = task.hidden_state_mask(inputs)
+    assert mask.shape == states[0].shape[:2] and 0 < mask.sum() < mask.numel()
+
+    loss = distill.HiddenStateLoss([0], [(32, 32)], weight=1.0)
+    noisy = states[0] + torch.randn_like(states[0])
+    at_padding = noisy.clone()
+    at_padding[mask == 0] += 100.0  # what sits where the mask is 0 must not matter
+    masked = loss([noisy], states, mask)
+    assert torch.allclose(loss([at_padding], states, mask), masked)
+    assert not torch.allclose(loss([at_padding], states), loss([noisy], states))
+    assert torch.allclose(
+        distill.masked_mse(noisy, states[0], torch.ones_like(mask)),
+        torch.nn.functional.mse_loss(noisy, states[0]),
+    )

@@ -32,6 +32,7 @@ from autocompress.passes import prune as prune_module
 from autocompress.passes.precision import gemm_to_matmul
 from autocompress.recipe import IMPORTANCE_CRITERIA, Recipe
 from autocompress.tasks.credit import CreditTask
+from autocompress.training import FitSettings, learning_rate_schedule
 
 HIDDEN = [64, 32]
 
@@ -289,6 +290,27 @@ def test_distillation_of_a_pruned_student(task: CreditTask, student: MLPClassifi
     tuned = Distillation().apply(pruned, recipe, context)
     assert tuned.spec["hidden_sizes"] == [32, 16]
     assert not same_weights(before, tuned.state_dict())
+
+
+@pytest.mark.parametrize("schedule", ["linear", "constant"])
+def test_learning_rate_schedule(schedule: str) -> None:
+    """`linear` warms up over 6% of the steps, peaks, then decays to zero at the end."""
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.AdamW([parameter], lr=1e-3)
+    settings = FitSettings(4, 8, 1e-3, 0.0, 1, lr_schedule=schedule)
+    scheduler = learning_rate_schedule(optimizer, settings, total_steps=100)
+    rates = []
+    for _ in range(100):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    if schedule == "constant":
+        assert rates == [1e-3] * 100
+        return
+    assert rates[0] == 0.0 and rates[3] == pytest.approx(1e-3 / 2)
+    assert max(rates) == pytest.approx(1e-3) and rates.index(max(rates)) == 6
+    assert all(a > b for a, b in zip(rates[6:], rates[7:], strict=False))
+    assert rates[-1] == pytest.approx(1e-3 / 94)
 
 
 def test_distillation_with_zero_epochs_is_a_no_op(task: CreditTask, student: MLPClassifier) -> None:

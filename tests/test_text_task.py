@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from autocompress import UserError, load_study_config, run_study, verify
 from autocompress.config import CostControlConfig, TextDataConfig
-from autocompress.search import EpochMonitor
+from autocompress.search import VALID_CURVE, EpochMonitor
 from autocompress.tasks.text_data import load_text_splits
 from tests.conftest import write_study
 from tests.text_fixtures import make_sentences, tiny_text_study
@@ -167,18 +167,56 @@ def test_median_rule_and_time_budget_stop_hopeless_trials() -> None:
             )
         )
     settings = CostControlConfig(median_stop=True, min_epochs=1, min_trials=3)
-    monitor = EpochMonitor(_FakeStudyTrial(study), settings)
+    monitor = EpochMonitor(_FakeStudyTrial(study), settings, last_epoch=3)
     monitor(1, 0.75)  # above the median 0.7: goes on
     with pytest.raises(optuna.TrialPruned, match="below the median 0.7500 of 3 earlier"):
         monitor(2, 0.70)
     assert monitor.trial.user_attrs["valid_score_by_epoch"] == [0.75, 0.70]
 
-    lenient = EpochMonitor(_FakeStudyTrial(study), CostControlConfig(min_trials=4))
+    lenient = EpochMonitor(_FakeStudyTrial(study), CostControlConfig(min_trials=4), last_epoch=3)
     lenient(1, 0.1)  # too few earlier trials: never stopped by the median rule
 
-    budget = EpochMonitor(_FakeStudyTrial(study), CostControlConfig(trial_budget_s=1e-9))
+    budget = EpochMonitor(
+        _FakeStudyTrial(study), CostControlConfig(trial_budget_s=1e-9), last_epoch=3
+    )
     with pytest.raises(optuna.TrialPruned, match="over the per-trial budget"):
         budget(1, 0.9)
+
+
+def test_constraint_rule_stops_only_students_that_cannot_become_feasible() -> None:
+    """Floor 0.80; the largest gain any earlier trial made after epoch 2 is 0.06."""
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for curve in ([0.70, 0.72, 0.78, 0.77], [0.75, 0.80, 0.81], [0.60]):
+        study.add_trial(
+            optuna.trial.create_trial(values=[curve[-1], 1.0], user_attrs={VALID_CURVE: curve})
+        )
+    settings = CostControlConfig(constraint_stop=True, constraint_stop_margin=0.02)
+
+    def monitor(last_epoch: int = 6) -> EpochMonitor:
+        return EpochMonitor(_FakeStudyTrial(study), settings, last_epoch, score_floor=0.80)
+
+    reachable = monitor()
+    reachable(1, 0.50)  # before min_epochs: never judged
+    reachable(2, 0.745)  # 0.745 + 0.06 ≥ 0.80: may still get there
+    out_of_reach = monitor()
+    out_of_reach(1, 0.70)
+    with pytest.raises(optuna.TrialPruned, match="cannot reach 0.8000 .*more than 0.0600"):
+        out_of_reach(2, 0.735)
+    last = monitor(last_epoch=2)
+    last(1, 0.5)
+    last(2, 0.5)  # the last epoch: measured and kept as an infeasible trial, not stopped
+    lone = EpochMonitor(
+        _FakeStudyTrial(optuna.create_study(directions=["maximize", "minimize"])),
+        settings,
+        last_epoch=6,
+        score_floor=0.80,
+    )
+    lone(1, 0.7)
+    with pytest.raises(optuna.TrialPruned, match="more than 0.0200"):
+        lone(2, 0.77)  # no history: the margin alone decides
+    off = EpochMonitor(_FakeStudyTrial(study), CostControlConfig(), 6, score_floor=0.80)
+    off(1, 0.1)
+    off(2, 0.1)  # constraint_stop is off by default
 
 
 def test_trimming_shared_padding_leaves_logits_unchanged(model_dir: Path) -> None:

@@ -361,6 +361,16 @@ def hidden_state_map(student: TextClassifier, teacher: TextClassifier) -> list[i
     return [0, *(teacher_position[origin] + 1 for origin in kept_layers(student))]
 
 
+def trimmed_attention_mask(
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    token_type_ids: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The attention mask as the model sees it after `_trim_padding`: one entry per
+    position of its hidden states, 0 where a row is padding."""
+    return _trim_padding(input_ids, attention_mask, token_type_ids)[1]
+
+
 def _trim_padding(
     input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:

@@ -71,15 +71,31 @@ class HiddenStateLoss(nn.Module):
         return cls(sources, widths, weight)
 
     def forward(
-        self, student_states: list[torch.Tensor], teacher_states: list[torch.Tensor]
+        self,
+        student_states: list[torch.Tensor],
+        teacher_states: list[torch.Tensor],
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """`mask` (1 = real input, 0 = padding) keeps padded positions out of the mean:
+        what a model computes there is never used, so matching it only adds noise."""
         losses = [
-            F.mse_loss(project(state), teacher_states[source])
+            masked_mse(project(state), teacher_states[source], mask)
             for project, state, source in zip(
                 self.projections, student_states, self.sources, strict=True
             )
         ]
         return self.weight * torch.stack(losses).mean()
+
+
+def masked_mse(
+    prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None
+) -> torch.Tensor:
+    """Mean squared error over the positions `mask` keeps (all when it is None)."""
+    if mask is None:
+        return F.mse_loss(prediction, target)
+    weights = mask.to(prediction.dtype).unsqueeze(-1)
+    squared = (prediction - target).pow(2) * weights
+    return squared.sum() / (weights.sum() * prediction.shape[-1]).clamp(min=1.0)
 
 
 class Distillation:
@@ -137,9 +153,10 @@ def _with_hidden_states(
 
     def loss(output: tuple, y: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         logits, student_states = output
+        rows = tuple(t[index] for t in inputs)
         with torch.no_grad():
-            rows = tuple(t[index] for t in inputs)
             teacher_states = task.forward_with_hidden_states(teacher, rows)[1]
-        return logit_loss(logits, y, index) + hidden(student_states, teacher_states)
+        mask = task.hidden_state_mask(rows)
+        return logit_loss(logits, y, index) + hidden(student_states, teacher_states, mask)
 
     return loss, hidden

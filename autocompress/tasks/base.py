@@ -132,6 +132,12 @@ class Task(ABC):
         """Logits and intermediate representations of one forward pass (hidden-state KD)."""
         raise Unsupported(f"{type(self).__name__} models expose no hidden states to distil")
 
+    def hidden_state_mask(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor | None:
+        """Which positions of `forward_with_hidden_states`'s states hold real input
+        (1) rather than padding (0), shaped like the states without their last axis;
+        None when every position counts."""
+        return None
+
     def hidden_state_map(self, student: nn.Module, teacher: nn.Module) -> list[int]:
         """For each of the student's hidden states, the index of the teacher's it learns from."""
         raise Unsupported(f"{type(self).__name__} models expose no hidden states to distil")

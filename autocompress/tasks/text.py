@@ -27,6 +27,7 @@ from autocompress.models.bert import (
     hidden_state_map,
     pruning_options,
     sync_after_pruning,
+    trimmed_attention_mask,
 )
 from autocompress.tasks.base import Task
 from autocompress.tasks.data_files import file_sha256, resolve_model_folder
@@ -236,6 +237,9 @@ class TextTask(Task):
         self, model: nn.Module, inputs: tuple[torch.Tensor, ...]
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         return model.forward_with_hidden_states(*inputs)
+
+    def hidden_state_mask(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return trimmed_attention_mask(*inputs)
 
     def hidden_state_map(self, student: nn.Module, teacher: nn.Module) -> list[int]:
         return hidden_state_map(student, teacher)
