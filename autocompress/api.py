@@ -198,7 +198,7 @@ def _create_or_resume(loaded: LoadedStudy, target: Target) -> optuna.Study:
     config = loaded.config
     identity = config.identity_hash()
     machine = target.fingerprint()
-    storage = optuna_storage(config.storage_url)
+    storage = optuna_storage(config.storage_url, config.workers)
     try:
         study = optuna.load_study(
             study_name=config.study_name, storage=storage, sampler=build_sampler(config.sampler)

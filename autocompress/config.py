@@ -179,6 +179,17 @@ class ExportConfig(_Strict):
     dir: str = str(DEFAULT_RUNS_DIR / "exports")
 
 
+class WorkersConfig(_Strict):
+    """How workers sharing one study notice a dead one (killed, out of memory, machine
+    lost): every running trial beats every `heartbeat_interval_s`; the next worker to
+    start a trial fails any trial silent for `grace_period_s` (default: twice the
+    interval) and queues it again with the same params, at most `max_retry` times."""
+
+    heartbeat_interval_s: Annotated[int, Field(ge=1)] = 60
+    grace_period_s: Annotated[int, Field(ge=1)] | None = None
+    max_retry: Annotated[int, Field(ge=0)] = 1
+
+
 class StudyConfig(_Strict):
     study_name: Annotated[str, Field(min_length=1)]
     search_space: str | dict[str, Any]
@@ -193,6 +204,7 @@ class StudyConfig(_Strict):
     sampler: SamplerConfig = SamplerConfig()
     cost_control: CostControlConfig = CostControlConfig()
     export: ExportConfig = ExportConfig()
+    workers: WorkersConfig = WorkersConfig()
     # Known-good recipes (e.g. a hand recipe) tried right after the teacher: warm start.
     warm_start: list[dict[str, Any]] = []
     # Where the values came from, for messages: set by `load_study_config`, never dumped.
@@ -414,6 +426,16 @@ def _check_consistency(config: StudyConfig, source: Path) -> None:
     metrics = config.objectives.metrics
     if len(set(metrics)) != len(metrics):
         raise UserError(f"{source}: objectives.metrics: {metrics} names a metric twice")
+    workers = config.workers
+    if (
+        workers.grace_period_s is not None
+        and workers.grace_period_s <= workers.heartbeat_interval_s
+    ):
+        raise UserError(
+            f"{source}: workers.grace_period_s: {workers.grace_period_s} must be longer than "
+            f"workers.heartbeat_interval_s ({workers.heartbeat_interval_s}), or a healthy "
+            "trial looks dead between two beats; raise it or leave it out (twice the interval)"
+        )
     if config.cost_control.constraint_stop and config.constraints.max_f1_drop is None:
         raise UserError(
             f"{source}: cost_control.constraint_stop: true needs constraints.max_f1_drop "

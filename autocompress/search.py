@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import statistics
 import tempfile
 import time
@@ -39,6 +40,7 @@ from autocompress.tasks import Task
 
 MAXIMIZED = {"accuracy", "f1", "roc_auc"}
 VALID_CURVE = "valid_score_by_epoch"
+logger = logging.getLogger("autocompress")
 
 
 def directions(metrics: list[str]) -> list[str]:
@@ -267,6 +269,14 @@ class EpochMonitor:
         self.scores.append(score)
         self.trial.set_user_attr(VALID_CURVE, self.scores)
         elapsed = time.monotonic() - self.started
+        logger.info(
+            "trial %d epoch %d/%d: validation score %.4f (%.0f s)",
+            self.trial.number,
+            epoch,
+            self.last_epoch,
+            score,
+            elapsed,
+        )
         budget = self.settings.trial_budget_s
         if budget is not None and elapsed > budget:
             raise optuna.TrialPruned(

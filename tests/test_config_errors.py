@@ -142,6 +142,15 @@ def constraint_stop_without_limit(d: Path) -> Scenario:
     )
 
 
+def grace_period_within_a_beat(d: Path) -> Scenario:
+    path = _study(d, workers={"heartbeat_interval_s": 30, "grace_period_s": 20})
+    return Scenario(
+        _run(path),
+        lambda: load_study_config(path),
+        [f"{path}: workers.grace_period_s: 20 must be longer than", "(30)"],
+    )
+
+
 def n_trials_option_zero(d: Path) -> Scenario:
     path = _study(d)
     return Scenario(
@@ -372,6 +381,7 @@ CASES: dict[str, Callable[[Path], Scenario]] = {
     "wrong-type-repeats": wrong_type_repeats,
     "n-trials-option-zero": n_trials_option_zero,
     "constraint-stop-without-limit": constraint_stop_without_limit,
+    "grace-period-within-a-beat": grace_period_within_a_beat,
     **{f"space-inline-{name}": _bad_space_inline(name) for name in BAD_SPACES},
     **{f"space-file-{name}": _bad_space_file(name) for name in BAD_SPACES},
     "space-file-missing": search_space_file_missing,

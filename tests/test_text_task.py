@@ -150,6 +150,8 @@ def test_bad_text_input_is_refused_before_anything_is_written(
 class _FakeStudyTrial:
     """Only the bits of an Optuna trial EpochMonitor reads; the study is real."""
 
+    number = 7
+
     def __init__(self, study: optuna.Study) -> None:
         self.study = study
         self.user_attrs: dict = {}

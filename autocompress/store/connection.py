@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,8 @@ from autocompress.errors import UserError
 
 if TYPE_CHECKING:  # optuna is imported only where it is used: the registry never needs it
     import optuna
+
+    from autocompress.config import WorkersConfig
 
 
 def safe_url(url: str) -> str:
@@ -76,8 +79,24 @@ def database_exists(url: str) -> bool:
     return True
 
 
-def optuna_storage(url: str) -> optuna.storages.RDBStorage:
-    """Optuna's RDB storage; heartbeats and retries for many workers plug in here."""
+def optuna_storage(url: str, workers: WorkersConfig | None = None) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage. Pass `workers` where trials run: their heartbeats let the
+    next worker fail and re-queue the trials of a dead one (readers pass nothing)."""
     import optuna
 
-    return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+    if workers is None:
+        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+    with warnings.catch_warnings():  # experimental since Optuna 2.8; the interface we use is stable
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = (
+            optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=workers.max_retry)
+            if workers.max_retry > 0
+            else None
+        )
+        return optuna.storages.RDBStorage(
+            url,
+            engine_kwargs={"pool_pre_ping": True},
+            heartbeat_interval=workers.heartbeat_interval_s,
+            grace_period=workers.grace_period_s,
+            heartbeat_stale_trial_callback=retry,
+        )
