@@ -12,6 +12,7 @@ import json
 import socket
 import tempfile
 import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -122,8 +123,35 @@ def check_port_free(host: str, port: int) -> None:
             raise UserError(f"--host/--port: cannot listen on {host}:{port}: {error}") from None
 
 
-def serve(storage_url: str, artifact_dir: Path | None, host: str, port: int) -> None:
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def read_only(app: Callable) -> Callable:
+    """Wrap a WSGI app so every request that could change something is refused (403).
+
+    optuna-dashboard lets anyone who reaches it rename or delete studies, tell trials,
+    edit notes and delete artifacts; a dashboard shown to a wider audience must not.
+    """
+
+    def guarded(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD", "GET").upper() in READ_METHODS:
+            return app(environ, start_response)
+        body = b"this dashboard is read-only (started with --read-only); nothing was changed\n"
+        start_response(
+            "403 Forbidden",
+            [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
+        )
+        return [body]
+
+    return guarded
+
+
+def serve(
+    storage_url: str, artifact_dir: Path | None, host: str, port: int, *, writable: bool
+) -> None:
     """Run optuna-dashboard on the study database until interrupted."""
+    from wsgiref.simple_server import make_server
+
     import optuna_dashboard
     from optuna.artifacts import FileSystemArtifactStore
 
@@ -136,6 +164,6 @@ def serve(storage_url: str, artifact_dir: Path | None, host: str, port: int) -> 
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # experimental-API warnings from the dashboard
-        optuna_dashboard.run_server(
-            optuna_storage(storage_url), host=host, port=port, artifact_store=store
-        )
+        app = optuna_dashboard.wsgi(optuna_storage(storage_url), artifact_store=store)
+        with make_server(host, port, app if writable else read_only(app)) as server:
+            server.serve_forever()

@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +53,13 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> tuple[StudyResult, Path]:
     return run_study(path), path
 
 
-@pytest.fixture(scope="module")
-def server(study: tuple[StudyResult, Path]) -> Iterator[str]:
-    _, path = study
+@contextmanager
+def dashboard_process(path: Path, *options: str) -> Iterator[str]:
+    """A real `autocompress dashboard` process on the study; yields its base URL."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "autocompress", "dashboard", str(path), "--port", str(port)],
+        [sys.executable, "-m", "autocompress", "dashboard", str(path), "--port", str(port)]
+        + list(options),
         cwd=path.parent,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -79,6 +81,12 @@ def server(study: tuple[StudyResult, Path]) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(study: tuple[StudyResult, Path]) -> Iterator[str]:
+    with dashboard_process(study[1]) as base:
+        yield base
 
 
 def study_detail(base: str, name: str) -> dict[str, Any]:
@@ -202,3 +210,70 @@ def test_study_page_renders_in_headless_chromium(server: str, tmp_path: Path) ->
     pixels = imread(screenshot)
     assert pixels.shape[0] >= 1000 and pixels.shape[1] >= 1400
     assert pixels.std() > 0.05, "a blank page would be one colour"
+
+
+def send(url: str, method: str, body: dict | None = None) -> int:
+    """The HTTP status of one request that would change the study."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_read_only_dashboard_refuses_every_change(study: tuple[StudyResult, Path]) -> None:
+    result, path = study
+    with dashboard_process(path, "--read-only") as base:
+        detail = study_detail(base, "dash")  # reading works as before
+        trial = next(t for t in detail["trials"] if t["artifacts"])
+        artifact = trial["artifacts"][0]
+        study_id, trial_id = detail["trials"][0]["study_id"], trial["trial_id"]
+        changes = {
+            "create a study": (
+                "POST",
+                "/api/studies",
+                {"study_name": "x", "directions": ["minimize"]},
+            ),
+            "rename it": ("POST", f"/api/studies/{study_id}/rename", {"study_name": "y"}),
+            "delete it": ("DELETE", f"/api/studies/{study_id}", None),
+            "edit a note": (
+                "PUT",
+                f"/api/studies/{study_id}/{trial_id}/note",
+                {"version": 9, "body": "x"},
+            ),
+            "delete an artifact": (
+                "DELETE",
+                f"/api/artifacts/{study_id}/{trial_id}/{artifact['artifact_id']}",
+                None,
+            ),
+        }
+        refused = {
+            name: send(base + url, method, body) for name, (method, url, body) in changes.items()
+        }
+        after = study_detail(base, "dash")
+        names = [s["study_name"] for s in get_json(f"{base}/api/studies")["study_summaries"]]
+    assert refused == dict.fromkeys(changes, 403)
+    assert names == ["dash"]  # not created, renamed or deleted
+    shown = {t["number"]: t for t in after["trials"]}
+    assert shown[trial["number"]]["artifacts"] == trial["artifacts"]
+    assert shown[trial["number"]]["note"] == trial["note"]
+    stored = result.loaded.config.artifacts_path / "trials" / artifact["artifact_id"]
+    assert stored.is_file()
+
+
+def test_loopback_dashboard_is_writable_by_default(server: str) -> None:
+    """The same kind of change the read-only dashboard refuses goes through here."""
+    created = send(
+        f"{server}/api/studies", "POST", {"study_name": "scratch", "directions": ["minimize"]}
+    )
+    assert created == 201
+    (scratch,) = [
+        s
+        for s in get_json(f"{server}/api/studies")["study_summaries"]
+        if s["study_name"] == "scratch"
+    ]
+    assert send(f"{server}/api/studies/{scratch['study_id']}", "DELETE") == 204

@@ -28,6 +28,14 @@ def dashboard(
         Path | None,
         typer.Option("--artifact-dir", help="Trial artifacts; default: the study's"),
     ] = None,
+    read_only: Annotated[
+        bool | None,
+        typer.Option(
+            "--read-only/--writable",
+            help="Refuse every change (renames, deletions, notes, tells); default: "
+            "read-only unless bound to a loopback address",
+        ),
+    ] = None,
 ) -> None:
     """Browse studies in optuna-dashboard: objectives, feasibility, notes and artifacts."""
     from autocompress.dashboard import check_port_free, serve
@@ -49,12 +57,26 @@ def dashboard(
     check_port_free(host, port)
     if study_file is not None:
         study_path = _study_page(url, config.study_name)
+    writable = not read_only if read_only is not None else _is_loopback(host)
     console.print(
         f"optuna-dashboard on {safe_url(url)} at [bold]http://{host}:{port}/dashboard"
-        f"{study_path}[/] (artifacts: {artifacts}); Ctrl-C stops it",
+        f"{study_path}[/] ({'writable' if writable else 'read-only'}; artifacts: "
+        f"{artifacts}); Ctrl-C stops it",
         highlight=False,
     )
-    serve(url, artifacts, host, port)
+    serve(url, artifacts, host, port, writable=writable)
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether only this machine can reach `host` (then the dashboard may be writable)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: assume others can reach it
+        return False
 
 
 def _study_page(url: str, study_name: str) -> str:
