@@ -126,6 +126,42 @@ def test_nightly_needs_a_ranking_policy(study_file: Path, tmp_path: Path) -> Non
     assert not (tmp_path / "study.db").exists()
 
 
+def test_nightly_on_changed_data_retrains_the_teacher_and_rescores_the_champion(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Night 2 gets today's file through --data, in which every label has flipped (an
+    extreme drift): the champion, still right about yesterday's world, must fail the
+    constraints on today's test split and be replaced by a student of today's teacher."""
+    import pandas as pd
+
+    from autocompress.api import TEACHER_ATTR
+    from autocompress.tasks.data_files import resolve_data_file
+
+    monkeypatch.chdir(tmp_path)
+    path = write_study(tmp_path, tiny_study_dict(tmp_path, n_trials=2, study_name="credit"))
+    first = run_nightly(path, rounds=3)
+
+    frame = pd.read_csv(resolve_data_file("embedded:germancredit"))
+    frame["creditability"] = frame["creditability"].map({"good": "bad", "bad": "good"})
+    today = tmp_path / "germancredit-today.csv"
+    frame.to_csv(today, index=False)
+    process = autocompress_cli("nightly", str(path), "--data", str(today), "--rounds", "3")
+    assert process.returncode == 0, process.stderr
+
+    storage = optuna_storage(storage_url(path))
+    night1, night2 = (
+        optuna.load_study(study_name=name, storage=storage) for name in nightly_studies(path)
+    )
+    assert night2.study_name != first.study_name == night1.study_name
+    teachers = [s.user_attrs[TEACHER_ATTR] for s in (night1, night2)]
+    assert teachers[0]["fingerprint"] != teachers[1]["fingerprint"]  # retrained on today's file
+    champion = Registry(storage_url(path)).champion("credit")
+    assert champion.source_study == night2.study_name  # replaced
+    assert "no longer meets the study's constraints today" in process.stdout.replace("\n", " ")
+    page = (tmp_path / "reports" / night2.study_name / "report.html").read_text()
+    assert "champion: accuracy" in page and "feasible False" in page
+
+
 def contender(rounds: list[float], accuracy: float = 0.75, feasible: bool = True) -> Contender:
     return Contender("x", {"accuracy": accuracy, "f1": 0.7}, feasible, rounds)
 
