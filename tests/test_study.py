@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -316,3 +318,20 @@ def test_warm_start_recipes_must_lie_in_the_search_space(
     path = write_study(tmp_path, tiny_study_dict(tmp_path, warm_start=[recipe]))
     with pytest.raises(UserError, match=match):
         load_study_config(path)
+
+
+def test_progress_lines_are_printed_once_after_the_int4_quantizer_is_imported() -> None:
+    """onnxruntime's int4 quantizer calls logging.basicConfig when imported; our lines
+    must not then be printed a second time through the root logger."""
+    script = (
+        "import logging\n"
+        "from autocompress.cli.study import log_progress_messages\n"
+        "log_progress_messages()\n"
+        "import onnxruntime.quantization.matmul_nbits_quantizer\n"
+        "logging.getLogger('autocompress').info('trial 3 epoch 1/8: validation score 0.5')\n"
+    )
+    process = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    output = process.stdout + process.stderr
+    assert output.count("trial 3 epoch 1/8") == 1, output

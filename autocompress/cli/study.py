@@ -147,6 +147,9 @@ def log_progress_messages() -> None:
         handler = RichHandler(console=console, show_path=False, show_level=False)
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    # Printed once, here: onnxruntime's int4 quantizer puts a handler on the root logger
+    # when imported (logging.basicConfig), which would print every line a second time.
+    logger.propagate = False
 
 
 def _progress_callback(progress: Progress, bar: Any) -> Callable[..., None]:
