@@ -270,3 +270,21 @@ def test_hidden_state_loss_ignores_padding(task: TextTask, teacher: TextClassifi
         distill.masked_mse(noisy, states[0], torch.ones_like(mask)),
         torch.nn.functional.mse_loss(noisy, states[0]),
     )
+
+
+def test_cached_teacher_states_match_a_fresh_forward(
+    task: TextTask, teacher: TextClassifier
+) -> None:
+    """The per-process cache gives what a teacher forward on the same batch gives, at
+    every real token (fp16 storage), trimmed to the batch's length, zero at padding."""
+    index = torch.tensor([5, 0, 17, 3])
+    cached = task.teacher_hidden_states(index)
+    rows = tuple(t[index] for t in task.train_tensors()[0])
+    with torch.no_grad():
+        fresh = task.forward_with_hidden_states(teacher, rows)[1]
+    mask = task.hidden_state_mask(rows).unsqueeze(-1)
+    assert len(cached) == len(fresh) == 5  # embeddings + 4 layers
+    for kept, computed in zip(cached, fresh, strict=True):
+        assert kept.dtype == torch.float32 and kept.shape == computed.shape
+        assert torch.allclose(kept, computed * mask, atol=2e-2, rtol=1e-2)
+        assert torch.all(kept[(mask == 0).expand_as(kept)] == 0)

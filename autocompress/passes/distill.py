@@ -142,21 +142,15 @@ class Distillation:
 def _with_hidden_states(
     logit_loss: LossFn, student: nn.Module, recipe: Recipe, task: Task
 ) -> tuple[LossFn, HiddenStateLoss]:
-    """`logit_loss` plus the hidden-state term, for a forward returning (logits, states).
-
-    The teacher's states are computed per batch (frozen, no grad): for the whole
-    training split they would not fit in memory, unlike its cached logits.
-    """
+    """`logit_loss` plus the hidden-state term, for a forward returning (logits, states)."""
     teacher = task.loaded_teacher().eval()
     hidden = HiddenStateLoss.between(student, teacher, task, recipe.hidden_distill_weight)
     inputs, _ = task.train_tensors()
 
     def loss(output: tuple, y: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         logits, student_states = output
-        rows = tuple(t[index] for t in inputs)
-        with torch.no_grad():
-            teacher_states = task.forward_with_hidden_states(teacher, rows)[1]
-        mask = task.hidden_state_mask(rows)
+        mask = task.hidden_state_mask(tuple(t[index] for t in inputs))
+        teacher_states = task.teacher_hidden_states(index)
         return logit_loss(logits, y, index) + hidden(student_states, teacher_states, mask)
 
     return loss, hidden
