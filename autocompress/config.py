@@ -153,10 +153,11 @@ class CostControlConfig(_Strict):
     multi-objective studies, so autocompress judges the validation score reported after
     every fine-tuning epoch itself, and gives each trial a time budget."""
 
-    # The constraint rule: stop a student whose validation F1, plus the most any earlier
-    # trial still gained after the same epoch (at least `constraint_stop_margin`), stays
-    # below the teacher's validation F1 minus `max_f1_drop`. It stops only trials that
-    # would end infeasible, so fast-but-weaker students the front needs keep running.
+    # The constraint rule: stop a student whose validation score, plus the most any
+    # earlier trial still gained after the same epoch (at least `constraint_stop_margin`),
+    # stays below the lowest best validation score of any student that met the
+    # constraints. It stops only trials that would end infeasible, so fast-but-weaker
+    # students the front needs keep running; until one student is feasible, it waits.
     constraint_stop: bool = False
     constraint_stop_margin: Annotated[float, Field(ge=0.0, le=1.0)] = 0.02
     # The median rule (as Optuna's MedianPruner). Off by default: it compares validation
@@ -436,10 +437,14 @@ def _check_consistency(config: StudyConfig, source: Path) -> None:
             f"workers.heartbeat_interval_s ({workers.heartbeat_interval_s}), or a healthy "
             "trial looks dead between two beats; raise it or leave it out (twice the interval)"
         )
-    if config.cost_control.constraint_stop and config.constraints.max_f1_drop is None:
+    limits = config.constraints
+    if config.cost_control.constraint_stop and (
+        limits.max_f1_drop is None and limits.max_accuracy_drop is None
+    ):
         raise UserError(
-            f"{source}: cost_control.constraint_stop: true needs constraints.max_f1_drop "
-            "(the limit it stops trials against); set one or turn constraint_stop off"
+            f"{source}: cost_control.constraint_stop: true needs a limit in constraints "
+            "(max_f1_drop or max_accuracy_drop) to stop trials against; set one or turn "
+            "constraint_stop off"
         )
 
 

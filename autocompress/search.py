@@ -142,8 +142,6 @@ class Objective:
         self.teacher_metrics = teacher_metrics
         self.artifact_store = artifact_store
         self.teacher_parameters = sum(p.numel() for p in teacher.parameters())
-        limit = loaded.config.constraints.max_f1_drop
-        self.score_floor = None if limit is None else task.validation_score(teacher) - limit
 
     def __call__(self, trial: Trial) -> list[float]:
         config = self.loaded.config
@@ -163,10 +161,7 @@ class Objective:
                     Path(workdir),
                     seed=self.task.seed,
                     on_epoch=EpochMonitor(
-                        trial,
-                        config.cost_control,
-                        last_epoch=recipe.finetune_epochs,
-                        score_floor=self.score_floor,
+                        trial, config.cost_control, last_epoch=recipe.finetune_epochs
                     ),
                 )
             except (Unsupported, optuna.TrialPruned) as reason:
@@ -251,20 +246,12 @@ class EpochMonitor:
     Records the curve (`valid_score_by_epoch`) and stops the trial (a pruned trial with
     the reason) when it runs over its time budget, or from `min_epochs` on, when the
     constraint rule or the median rule (see `CostControlConfig`) finds it hopeless.
-    `score_floor` is the lowest validation score a feasible student can end with.
     """
 
-    def __init__(
-        self,
-        trial: Trial,
-        settings: CostControlConfig,
-        last_epoch: int,
-        score_floor: float | None = None,
-    ) -> None:
+    def __init__(self, trial: Trial, settings: CostControlConfig, last_epoch: int) -> None:
         self.trial = trial
         self.settings = settings
         self.last_epoch = last_epoch
-        self.score_floor = score_floor
         self.started = time.monotonic()
         self.logged_at = 0.0
         self.scores: list[float] = []
@@ -292,29 +279,44 @@ class EpochMonitor:
         # measured and kept, so the sampler learns where the limit lies.
         if epoch < self.settings.min_epochs or epoch >= self.last_epoch:
             return
-        earlier = self._earlier_curves(epoch)
-        if self.score_floor is not None and self.settings.constraint_stop:
-            self._stop_if_out_of_reach(epoch, score, earlier)
+        complete = self.trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if self.settings.constraint_stop:
+            self._stop_if_out_of_reach(epoch, score, complete)
         if self.settings.median_stop:
-            self._stop_if_below_median(epoch, score, earlier)
+            self._stop_if_below_median(epoch, score, complete)
 
-    def _earlier_curves(self, epoch: int) -> list[list[float]]:
-        """Validation curves of completed trials that reached `epoch`."""
-        trials = self.trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        return [curve for t in trials if len(curve := t.user_attrs.get(VALID_CURVE, [])) >= epoch]
-
-    def _stop_if_out_of_reach(self, epoch: int, score: float, earlier: list[list[float]]) -> None:
-        gains = [max(curve[epoch - 1 :]) - curve[epoch - 1] for curve in earlier]
+    def _stop_if_out_of_reach(self, epoch: int, score: float, complete: list[FrozenTrial]) -> None:
+        """The floor is learnt, not assumed: the lowest best validation score of any
+        student that ended feasible (validation and held-out splits need not agree on
+        how far a student trails the teacher). No feasible student yet: no stopping."""
+        feasible = [
+            curve
+            for t in complete
+            if (curve := t.user_attrs.get(VALID_CURVE))
+            and all(v <= 0 for v in t.constraints.values())
+        ]
+        if not feasible:
+            return
+        floor = min(max(curve) for curve in feasible)
+        gains = [
+            max(curve[epoch - 1 :]) - curve[epoch - 1]
+            for t in complete
+            if len(curve := t.user_attrs.get(VALID_CURVE, [])) >= epoch
+        ]
         reach = max([self.settings.constraint_stop_margin, *gains])
-        if score + reach < self.score_floor:
+        if score + reach < floor:
             raise optuna.TrialPruned(
-                f"validation F1 {score:.4f} after epoch {epoch} cannot reach "
-                f"{self.score_floor:.4f} (the teacher's validation F1 minus max_f1_drop): "
-                f"no earlier trial gained more than {reach:.4f} after epoch {epoch}"
+                f"validation score {score:.4f} after epoch {epoch} cannot reach {floor:.4f}, "
+                f"the lowest best score of the {len(feasible)} students that met the "
+                f"constraints: no earlier trial gained more than {reach:.4f} after epoch {epoch}"
             )
 
-    def _stop_if_below_median(self, epoch: int, score: float, earlier: list[list[float]]) -> None:
-        at_epoch = [curve[epoch - 1] for curve in earlier]
+    def _stop_if_below_median(self, epoch: int, score: float, complete: list[FrozenTrial]) -> None:
+        at_epoch = [
+            curve[epoch - 1]
+            for t in complete
+            if len(curve := t.user_attrs.get(VALID_CURVE, [])) >= epoch
+        ]
         if len(at_epoch) >= self.settings.min_trials and score < statistics.median(at_epoch):
             raise optuna.TrialPruned(
                 f"validation score {score:.4f} after epoch {epoch} is below the median "

@@ -132,13 +132,13 @@ def wrong_type_repeats(d: Path) -> Scenario:
 def constraint_stop_without_limit(d: Path) -> Scenario:
     def mutate(study: dict) -> None:
         study["cost_control"] = {"constraint_stop": True}
-        study["constraints"] = {"max_f1_drop": None}
+        study["constraints"] = {"max_f1_drop": None, "max_accuracy_drop": None}
 
     path = _study(d, mutate)
     return Scenario(
         _run(path),
         lambda: load_study_config(path),
-        [f"{path}: cost_control.constraint_stop: true needs constraints.max_f1_drop"],
+        [f"{path}: cost_control.constraint_stop: true needs a limit in constraints"],
     )
 
 

@@ -186,37 +186,52 @@ def test_median_rule_and_time_budget_stop_hopeless_trials() -> None:
 
 
 def test_constraint_rule_stops_only_students_that_cannot_become_feasible() -> None:
-    """Floor 0.80; the largest gain any earlier trial made after epoch 2 is 0.06."""
+    """Feasible students ended with best validation scores 0.81 and 0.80: the floor is
+    0.80. The largest gain any earlier trial made after epoch 2 is 0.06."""
     study = optuna.create_study(directions=["maximize", "minimize"])
-    for curve in ([0.70, 0.72, 0.78, 0.77], [0.75, 0.80, 0.81], [0.60]):
-        study.add_trial(
-            optuna.trial.create_trial(values=[curve[-1], 1.0], user_attrs={VALID_CURVE: curve})
+    curves = {
+        "feasible": ([0.75, 0.80, 0.81], -0.01),
+        "feasible, lower": ([0.70, 0.72, 0.80, 0.79], -0.001),
+        "infeasible": ([0.60, 0.70, 0.76], 0.02),
+        "short": ([0.50], 0.05),
+    }
+    for curve, constraint in curves.values():
+        trial = optuna.trial.create_trial(
+            values=[curve[-1], 1.0],
+            user_attrs={VALID_CURVE: curve},
+            system_attrs={"constraints": [constraint]},
         )
+        study.add_trial(trial)
     settings = CostControlConfig(constraint_stop=True, constraint_stop_margin=0.02)
 
-    def monitor(last_epoch: int = 6) -> EpochMonitor:
-        return EpochMonitor(_FakeStudyTrial(study), settings, last_epoch, score_floor=0.80)
+    def monitor(in_study: optuna.Study = study, last_epoch: int = 6) -> EpochMonitor:
+        return EpochMonitor(_FakeStudyTrial(in_study), settings, last_epoch)
 
     reachable = monitor()
     reachable(1, 0.50)  # before min_epochs: never judged
-    reachable(2, 0.745)  # 0.745 + 0.06 ≥ 0.80: may still get there
+    reachable(2, 0.745)  # 0.745 + 0.08 ≥ 0.80: may still get there
     out_of_reach = monitor()
     out_of_reach(1, 0.70)
-    with pytest.raises(optuna.TrialPruned, match="cannot reach 0.8000 .*more than 0.0600"):
-        out_of_reach(2, 0.735)
+    with pytest.raises(
+        optuna.TrialPruned, match=r"cannot reach 0.8000, .* of the 2 students .*than 0.0800"
+    ):
+        out_of_reach(2, 0.715)
     last = monitor(last_epoch=2)
     last(1, 0.5)
     last(2, 0.5)  # the last epoch: measured and kept as an infeasible trial, not stopped
-    lone = EpochMonitor(
-        _FakeStudyTrial(optuna.create_study(directions=["maximize", "minimize"])),
-        settings,
-        last_epoch=6,
-        score_floor=0.80,
+
+    nothing_feasible = optuna.create_study(directions=["maximize", "minimize"])
+    nothing_feasible.add_trial(
+        optuna.trial.create_trial(
+            values=[0.7, 1.0],
+            user_attrs={VALID_CURVE: [0.6, 0.7]},
+            system_attrs={"constraints": [0.5]},
+        )
     )
-    lone(1, 0.7)
-    with pytest.raises(optuna.TrialPruned, match="more than 0.0200"):
-        lone(2, 0.77)  # no history: the margin alone decides
-    off = EpochMonitor(_FakeStudyTrial(study), CostControlConfig(), 6, score_floor=0.80)
+    waiting = monitor(nothing_feasible)
+    waiting(1, 0.1)
+    waiting(2, 0.1)  # no student met the constraints yet: no floor to stop against
+    off = EpochMonitor(_FakeStudyTrial(study), CostControlConfig(), 6)
     off(1, 0.1)
     off(2, 0.1)  # constraint_stop is off by default
 
