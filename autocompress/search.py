@@ -31,7 +31,7 @@ from autocompress.dashboard import (
     set_constraints,
 )
 from autocompress.errors import Unsupported
-from autocompress.front import TEACHER_ROLE, compute_front
+from autocompress.front import TEACHER_ROLE, compute_front, feasible_complete_trials
 from autocompress.pipeline import Evaluation, evaluate_recipe
 from autocompress.recipe import RECIPE_FIELDS, Recipe
 from autocompress.store import Store
@@ -291,9 +291,8 @@ class EpochMonitor:
         how far a student trails the teacher). No feasible student yet: no stopping."""
         feasible = [
             curve
-            for t in complete
+            for t in feasible_complete_trials(self.trial.study)
             if (curve := t.user_attrs.get(VALID_CURVE))
-            and all(v <= 0 for v in t.constraints.values())
         ]
         if not feasible:
             return
