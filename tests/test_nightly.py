@@ -62,10 +62,10 @@ def test_two_nights_warm_start_champion_challenger_and_rollback(
     registry = Registry(storage_url(study_file))
     if challenger.replace:
         assert registry.champion("credit").version == second.challenger.version
-        assert "faster" in challenger.reason or "accuracy" in challenger.reason
+        assert "faster" in challenger.reason or "accuracy" in challenger.reason, challenger
     else:
         assert registry.champion("credit").version == first.champion.version
-        assert "noise" in challenger.reason or "constraints" in challenger.reason
+        assert "noise" in challenger.reason or "constraints" in challenger.reason, challenger
         registry.promote(second.challenger.version, reason="test: deploy the challenger")
     page = second.report.html.read_text()
     assert "champion kept" in page or challenger.replace
