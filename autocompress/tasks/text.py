@@ -250,13 +250,16 @@ class TextTask(Task):
         return [states[index, :length].float() for states in self._teacher_states]
 
     def _all_teacher_states(self) -> list[torch.Tensor]:
+        """One pass of the teacher over the training split, shortest rows first so each
+        batch is trimmed to little more than its own length."""
         teacher = self.loaded_teacher().eval()
         tensors = self._tensors["train"]
         rows, columns = tensors[0].shape
+        by_length = torch.argsort(tensors[1].sum(dim=1), stable=True)
         cache: list[torch.Tensor] = []
         with torch.no_grad():
-            for start in range(0, rows, EVAL_BATCH):
-                batch = tuple(t[start : start + EVAL_BATCH] for t in tensors)
+            for index in by_length.split(EVAL_BATCH):
+                batch = tuple(t[index] for t in tensors)
                 states = teacher.forward_with_hidden_states(*batch)[1]
                 if not cache:
                     cache = [
@@ -264,8 +267,7 @@ class TextTask(Task):
                     ]
                 mask = self.hidden_state_mask(batch).unsqueeze(-1).to(torch.float16)
                 for stored, state in zip(cache, states, strict=True):
-                    length = state.shape[1]
-                    stored[start : start + len(state), :length] = state.to(torch.float16) * mask
+                    stored[index, : state.shape[1]] = state.to(torch.float16) * mask
         return cache
 
     def hidden_state_mask(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
