@@ -228,6 +228,8 @@ def trial_table(study) -> list[str]:
         state = trial.state.name.lower()
         if trial.state == TrialState.PRUNED:
             state += ": " + attrs.get("pruned_reason", "")
+        elif trial.state == TrialState.FAIL and "failed_reason" in attrs:
+            state += ": " + attrs["failed_reason"]
         scores = ["", "", "", ""]
         if trial.state == TrialState.COMPLETE:
             p50 = attrs["measurement"]["latency_p50_ms"]
