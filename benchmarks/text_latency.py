@@ -97,7 +97,10 @@ def main() -> int:
             measure_interleaved(candidates, task, threads, args, seq)
         held_out = len(task.labels("test"))
         selected = select_candidate(candidates)
-        export_lines = check_export(result, task, selected) if selected else []
+        students = [c for c in candidates[2:] if "(teacher)" not in c.name]
+        # With no student within the limit, the export is still checked on the closest one.
+        exported = selected or max(students, key=lambda c: c.metrics["f1_macro"], default=None)
+        export_lines = check_export(result, task, exported) if exported else []
         write_section(
             Path(args.out),
             candidates,
@@ -112,10 +115,14 @@ def main() -> int:
 
 
 def select_candidate(candidates: list[Candidate]) -> Candidate | None:
-    """The fastest front member at 1 thread within 1.0 point of the teacher's macro-F1
+    """The fastest student at 1 thread within 1.0 point of the teacher's macro-F1
     (judged on today's scores, whatever the search recorded)."""
     teacher_f1 = candidates[0].metrics["f1_macro"]
-    eligible = [c for c in candidates[2:] if teacher_f1 - c.metrics["f1_macro"] <= 0.01]
+    eligible = [
+        c
+        for c in candidates[2:]
+        if "(teacher)" not in c.name and teacher_f1 - c.metrics["f1_macro"] <= 0.01
+    ]
     return min(eligible, key=lambda c: c.p50(1)) if eligible else None
 
 
@@ -154,7 +161,7 @@ def check_export(result, task, selected: Candidate) -> list[str]:
     plain_f1 = f1_score(truth, np.concatenate(predictions), average="macro")
     tokenizer_files = sorted(p.name for p in out.iterdir() if p.name.startswith(("token", "vocab")))
     return [
-        f"Export of the selected trial: `autocompress export --policy trial:{number}` to "
+        f"Export of trial {number}: `autocompress export --policy trial:{number}` to "
         f"`{out}`; `autocompress verify`: {files} files match the manifest. Loaded with "
         f"plain onnxruntime and `AutoTokenizer.from_pretrained(<export folder>)` (files "
         f"{', '.join(tokenizer_files)}): "
@@ -325,7 +332,12 @@ def write_section(
             f"({100 * (int8.metrics['f1_macro'] - teacher_f1):+.2f} pts)."
         )
     else:
-        lines.append("No front member stays within 1.0 point of the teacher's macro-F1.")
+        lines.append(
+            "No student stays within 1.0 point of the teacher's macro-F1 in this run; the "
+            f"teacher's plain dynamic int8 gives {teacher.p50(1) / int8.p50(1):.2f}× "
+            f"({100 * (int8.metrics['f1_macro'] - teacher_f1):+.2f} pts). The export check "
+            "below is on the most accurate student."
+        )
     if export_lines:
         lines += ["", *export_lines]
     lines += [
