@@ -280,12 +280,15 @@ class EpochMonitor:
         if epoch < self.settings.min_epochs or epoch >= self.last_epoch:
             return
         complete = self.trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        reached = [  # curves of completed trials that got as far as this epoch
+            curve for t in complete if len(curve := t.user_attrs.get(VALID_CURVE, [])) >= epoch
+        ]
         if self.settings.constraint_stop:
-            self._stop_if_out_of_reach(epoch, score, complete)
+            self._stop_if_out_of_reach(epoch, score, reached)
         if self.settings.median_stop:
-            self._stop_if_below_median(epoch, score, complete)
+            self._stop_if_below_median(epoch, score, reached)
 
-    def _stop_if_out_of_reach(self, epoch: int, score: float, complete: list[FrozenTrial]) -> None:
+    def _stop_if_out_of_reach(self, epoch: int, score: float, reached: list[list[float]]) -> None:
         """The floor is learnt, not assumed: the lowest best validation score of any
         student that ended feasible (validation and held-out splits need not agree on
         how far a student trails the teacher). No feasible student yet: no stopping."""
@@ -297,11 +300,7 @@ class EpochMonitor:
         if not feasible:
             return
         floor = min(max(curve) for curve in feasible)
-        gains = [
-            max(curve[epoch - 1 :]) - curve[epoch - 1]
-            for t in complete
-            if len(curve := t.user_attrs.get(VALID_CURVE, [])) >= epoch
-        ]
+        gains = [max(curve[epoch - 1 :]) - curve[epoch - 1] for curve in reached]
         reach = max([self.settings.constraint_stop_margin, *gains])
         if score + reach < floor:
             raise optuna.TrialPruned(
@@ -310,12 +309,8 @@ class EpochMonitor:
                 f"constraints: no earlier trial gained more than {reach:.4f} after epoch {epoch}"
             )
 
-    def _stop_if_below_median(self, epoch: int, score: float, complete: list[FrozenTrial]) -> None:
-        at_epoch = [
-            curve[epoch - 1]
-            for t in complete
-            if len(curve := t.user_attrs.get(VALID_CURVE, [])) >= epoch
-        ]
+    def _stop_if_below_median(self, epoch: int, score: float, reached: list[list[float]]) -> None:
+        at_epoch = [curve[epoch - 1] for curve in reached]
         if len(at_epoch) >= self.settings.min_trials and score < statistics.median(at_epoch):
             raise optuna.TrialPruned(
                 f"validation score {score:.4f} after epoch {epoch} is below the median "

@@ -96,8 +96,8 @@ def main() -> int:
         for threads in (1, 2):
             measure_interleaved(candidates, task, threads, args, seq)
         held_out = len(task.labels("test"))
-        selected = select_candidate(candidates)
         students = [c for c in candidates[2:] if "(teacher)" not in c.name]
+        selected = select_candidate(candidates[0], students)
         # With no student within the limit, the export is still checked on the closest one.
         exported = selected or max(students, key=lambda c: c.metrics["f1_macro"], default=None)
         export_lines = check_export(result, task, exported) if exported else []
@@ -114,15 +114,11 @@ def main() -> int:
     return 0
 
 
-def select_candidate(candidates: list[Candidate]) -> Candidate | None:
+def select_candidate(teacher: Candidate, students: list[Candidate]) -> Candidate | None:
     """The fastest student at 1 thread within 1.0 point of the teacher's macro-F1
     (judged on today's scores, whatever the search recorded)."""
-    teacher_f1 = candidates[0].metrics["f1_macro"]
-    eligible = [
-        c
-        for c in candidates[2:]
-        if "(teacher)" not in c.name and teacher_f1 - c.metrics["f1_macro"] <= 0.01
-    ]
+    teacher_f1 = teacher.metrics["f1_macro"]
+    eligible = [c for c in students if teacher_f1 - c.metrics["f1_macro"] <= 0.01]
     return min(eligible, key=lambda c: c.p50(1)) if eligible else None
 
 

@@ -134,10 +134,8 @@ class Task(ABC):
 
     def teacher_hidden_states(self, index: torch.Tensor) -> list[torch.Tensor]:
         """The teacher's hidden states for the training rows `index`, as
-        `forward_with_hidden_states` gives them; tasks may cache them."""
-        rows = tuple(t[index] for t in self.train_tensors()[0])
-        with torch.no_grad():
-            return self.forward_with_hidden_states(self.loaded_teacher().eval(), rows)[1]
+        `forward_with_hidden_states` gives them for those rows."""
+        raise Unsupported(f"{type(self).__name__} models expose no hidden states to distil")
 
     def hidden_state_mask(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor | None:
         """Which positions of `forward_with_hidden_states`'s states hold real input
