@@ -3,6 +3,7 @@ rollback, and the database lock, with real studies, a real registry and real pro
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -69,7 +70,9 @@ def test_two_nights_warm_start_champion_challenger_and_rollback(
         registry.promote(second.challenger.version, reason="test: deploy the challenger")
     page = second.report.html.read_text()
     assert "champion kept" in page or challenger.replace
-    assert 'class="champion"' in page and 'class="teacher"' in page
+    # The teacher may itself be the champion (tiny studies): one row then has both roles.
+    roles = " ".join(re.findall(r'<tr class="([^"]*)" data-trial=', page)).split()
+    assert "champion" in roles and "teacher" in roles, roles
 
     # Rollback restores the previous champion in one command.
     process = autocompress_cli(

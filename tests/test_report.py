@@ -85,6 +85,21 @@ def test_html_shows_front_teacher_champion_and_decision(
     assert f"{complete} complete" in page
 
 
+def test_teacher_as_champion_is_one_row_with_both_roles(
+    result: StudyResult, tmp_path: Path
+) -> None:
+    """When no student qualified, the teacher itself is in production."""
+    teacher = result.teacher
+    assert teacher is not None
+    files = write_report(
+        result.study, tmp_path / "r", title="t", champion_trial=teacher.trial_number
+    )
+    page = files.html.read_text(encoding="utf-8")
+    rows = re.findall(r'<tr class="([^"]*)" data-trial="(\d+)"', page)
+    assert ("teacher champion", str(teacher.trial_number)) in rows
+    assert sum("champion" in classes.split() for classes, _ in rows) == 1
+
+
 def test_plot_marks_teacher_and_champion_without_touching_the_backend(
     result: StudyResult, champion: int
 ) -> None:
