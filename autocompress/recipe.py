@@ -28,6 +28,7 @@ class Recipe:
     kd_temperature: float = 1.0
     kd_alpha: float = 0.0
     hidden_distill_weight: float = 0.0
+    augment_word_prob: float = 0.0
     bits: int = 32
     int8_mode: str = "dynamic"
     per_channel: bool = False
@@ -52,12 +53,19 @@ class Recipe:
         if self.pruning_ratio > 0:
             parts.append(f"prune {self.pruning_ratio:.0%} ({self.pruning_importance})")
         if self.finetune_epochs > 0:
-            kd = f"KD T={self.kd_temperature:.1f} a={self.kd_alpha:.2f}" if self.kd_alpha else "FT"
+            kd = f"KD T={self.kd_temperature:.1f} a={self.kd_alpha:.2f}" if self.distils else "FT"
             if self.hidden_distill_weight > 0:
                 kd += f" +hid {self.hidden_distill_weight:.2g}"
+            if self.augment_word_prob > 0:
+                kd += f" +aug {self.augment_word_prob:.2g}"
             parts.append(f"{kd} {self.finetune_epochs}ep")
         parts.append(self.precision)
         return ", ".join(parts)
+
+    @property
+    def distils(self) -> bool:
+        """Whether fine-tuning learns from the teacher (soft targets, states or altered rows)."""
+        return self.kd_alpha > 0 or self.hidden_distill_weight > 0 or self.augment_word_prob > 0
 
     @property
     def precision(self) -> str:
@@ -80,15 +88,20 @@ class Recipe:
             )
         if self.finetune_epochs == 0:
             steps.append("no fine-tuning")
-        elif self.kd_alpha > 0:
-            hidden = (
-                f", hidden-state matching weight {self.hidden_distill_weight:g}"
+        elif self.distils:
+            extras = [
+                f"hidden-state matching weight {self.hidden_distill_weight:g}"
                 if self.hidden_distill_weight > 0
-                else ""
-            )
+                else "",
+                f"half of each batch with {self.augment_word_prob:.0%} of its words replaced "
+                "and scored by the teacher"
+                if self.augment_word_prob > 0
+                else "",
+            ]
             steps.append(
                 f"distillation from the teacher: {self.finetune_epochs} epoch(s), "
-                f"T={self.kd_temperature:.2f}, alpha={self.kd_alpha:.2f}{hidden}"
+                f"T={self.kd_temperature:.2f}, alpha={self.kd_alpha:.2f}"
+                + "".join(f", {extra}" for extra in extras if extra)
             )
         else:
             steps.append(f"fine-tuning on the labels: {self.finetune_epochs} epoch(s)")
@@ -130,6 +143,15 @@ RECIPE_FIELDS: dict[str, FieldSpec] = {
         active=lambda p: p.get("finetune_epochs", 0) > 0,
         tasks=("text",),
         note="weight of the MSE between student and teacher hidden states, added to the KD loss",
+    ),
+    "augment_word_prob": FieldSpec(
+        float,
+        0.0,
+        0.8,
+        active=lambda p: p.get("finetune_epochs", 0) > 0,
+        tasks=("text",),
+        note="chance that each whole word of an augmented row is replaced by an embedding "
+        "neighbour; the teacher scores those rows (0 = no augmentation)",
     ),
     "bits": FieldSpec(int, choices=BIT_WIDTHS),
     "int8_mode": FieldSpec(str, choices=INT8_MODES, active=lambda p: p.get("bits") == 8),

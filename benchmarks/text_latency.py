@@ -100,7 +100,9 @@ def main() -> int:
         selected = select_candidate(candidates[0], students)
         # With no student within the limit, the export is still checked on the closest one.
         exported = selected or max(students, key=lambda c: c.metrics["f1_macro"], default=None)
-        export_lines = check_export(result, task, exported) if exported else []
+        export_lines = []
+        if exported is not None:
+            export_lines = check_export(result, task, exported, exported is selected)
         write_section(
             Path(args.out),
             candidates,
@@ -122,9 +124,10 @@ def select_candidate(teacher: Candidate, students: list[Candidate]) -> Candidate
     return min(eligible, key=lambda c: c.p50(1)) if eligible else None
 
 
-def check_export(result, task, selected: Candidate) -> list[str]:
-    """Export the selected trial, verify it, and score it with plain onnxruntime and the
-    tokenizer files beside the model (no autocompress code on the inference path)."""
+def check_export(result, task, selected: Candidate, is_selected: bool) -> list[str]:
+    """Export the selected trial (or the closest one), verify it, and score it with plain
+    onnxruntime and the tokenizer files beside the model (no autocompress code on the
+    inference path)."""
     import json
 
     import numpy as np
@@ -136,7 +139,7 @@ def check_export(result, task, selected: Candidate) -> list[str]:
     from autocompress.manifest import verify
 
     number = int(selected.name.split()[1])
-    out = Path("runs/exports/fin_sentiment_minilm-selected")
+    out = Path(f"runs/exports/fin_sentiment_minilm-{'selected' if is_selected else 'closest'}")
     export_selected(result.study, result.loaded, out, policy=f"trial:{number}", overwrite=True)
     files = verify(out)
     labels = json.loads((out / "labels.json").read_text())

@@ -8,6 +8,8 @@ which is where layer-dropped and width-pruned students lose accuracy.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -15,7 +17,7 @@ from torch.nn import functional as F
 from autocompress.passes.base import PassContext
 from autocompress.recipe import Recipe
 from autocompress.tasks.base import Task
-from autocompress.training import LossFn, call_model, fit
+from autocompress.training import call_model, fit
 
 
 def kd_loss(
@@ -107,50 +109,119 @@ class Distillation:
         if recipe.finetune_epochs <= 0:
             return model
         task = ctx.task
-        teacher_logits = task.teacher_logits()
         inputs, labels = task.train_tensors()
-
-        def logit_loss(logits: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-            return kd_loss(
-                logits,
-                teacher_logits[index],
-                task.label_loss(logits, y),
-                recipe.kd_temperature,
-                recipe.kd_alpha,
-            )
-
         torch.manual_seed(ctx.seed)
-        loss, forward, extra_parameters = logit_loss, call_model, []
-        if recipe.hidden_distill_weight > 0:
-            loss, hidden = _with_hidden_states(logit_loss, model, recipe, task)
-            forward, extra_parameters = task.forward_with_hidden_states, list(hidden.parameters())
+        step = DistillationStep(model, recipe, task, torch.Generator().manual_seed(ctx.seed))
         fit(
             model,
             inputs,
             labels,
-            loss_fn=loss,
+            loss_fn=step.loss,
             score_fn=task.validation_score,
             settings=task.fit_settings(recipe.finetune_epochs),
             on_epoch=ctx.on_epoch,
-            forward=forward,
-            extra_parameters=extra_parameters,
+            forward=step.forward,
+            extra_parameters=step.parameters(),
             batch_order=task.batch_order,
         )
         return model
 
 
-def _with_hidden_states(
-    logit_loss: LossFn, student: nn.Module, recipe: Recipe, task: Task
-) -> tuple[LossFn, HiddenStateLoss]:
-    """`logit_loss` plus the hidden-state term, for a forward returning (logits, states)."""
-    teacher = task.loaded_teacher().eval()
-    hidden = HiddenStateLoss.between(student, teacher, task, recipe.hidden_distill_weight)
-    inputs, _ = task.train_tensors()
+@dataclass(frozen=True)
+class StudentPass:
+    """What one training forward of the student gives the loss."""
 
-    def loss(output: tuple, y: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        logits, student_states = output
-        mask = task.hidden_state_mask(tuple(t[index] for t in inputs))
-        teacher_states = task.teacher_hidden_states(index)
-        return logit_loss(logits, y, index) + hidden(student_states, teacher_states, mask)
+    logits: torch.Tensor
+    states: list[torch.Tensor] | None
+    inputs: tuple[torch.Tensor, ...]
+    augmented: torch.Tensor | None
+    """Rows whose inputs `Task.augment` changed (None: augmentation is off)."""
 
-    return loss, hidden
+
+class DistillationStep:
+    """The forward and loss of one distillation step, as `fit` calls them.
+
+    The teacher's outputs come from the task's caches (by row index), except for rows
+    that augmentation altered: the teacher runs on those as the student sees them, and
+    they are scored on its soft targets alone (their labels may no longer hold).
+    """
+
+    def __init__(
+        self, student: nn.Module, recipe: Recipe, task: Task, generator: torch.Generator
+    ) -> None:
+        self.recipe = recipe
+        self.task = task
+        self.generator = generator
+        self.hidden = None
+        if recipe.hidden_distill_weight > 0:
+            self.hidden = HiddenStateLoss.between(
+                student, task.loaded_teacher().eval(), task, recipe.hidden_distill_weight
+            )
+
+    def parameters(self) -> list[nn.Parameter]:
+        """Trained with the student, owned by the loss (hidden-state projections)."""
+        return [] if self.hidden is None else list(self.hidden.parameters())
+
+    def forward(self, model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> StudentPass:
+        augmented = None
+        if self.recipe.augment_word_prob > 0:
+            inputs, augmented = self.task.augment(
+                inputs, self.recipe.augment_word_prob, self.generator
+            )
+        logits, states = self._outputs(model, inputs)
+        return StudentPass(logits, states, inputs, augmented)
+
+    def loss(self, output: StudentPass, labels: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        teacher_logits, teacher_states = self._teacher_outputs(output, index)
+        total = self._logit_loss(output, teacher_logits, labels)
+        if self.hidden is not None:
+            mask = self.task.hidden_state_mask(output.inputs)
+            total = total + self.hidden(output.states, teacher_states, mask)
+        return total
+
+    def _outputs(
+        self, model: nn.Module, inputs: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        if self.hidden is None:
+            return call_model(model, inputs), None
+        return self.task.forward_with_hidden_states(model, inputs)
+
+    def _teacher_outputs(
+        self, output: StudentPass, index: torch.Tensor
+    ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        """From the caches, except for altered rows: the teacher runs on those alone
+        (its forward costs a third of a step when it runs on the whole batch)."""
+        logits = self.task.teacher_logits()[index]
+        states = None if self.hidden is None else self.task.teacher_hidden_states(index)
+        altered = output.augmented
+        if altered is None or not altered.any():
+            return logits, states
+        with torch.no_grad():
+            teacher = self.task.loaded_teacher().eval()
+            fresh_logits, fresh_states = self._outputs(
+                teacher, tuple(t[altered] for t in output.inputs)
+            )
+        logits = logits.clone()
+        logits[altered] = fresh_logits
+        for cached, fresh in zip(states or [], fresh_states or [], strict=True):
+            cached[altered] = 0.0  # beyond the altered rows' own trimmed length: padding
+            cached[altered, : fresh.shape[1]] = fresh
+        return logits, states
+
+    def _logit_loss(
+        self, output: StudentPass, teacher_logits: torch.Tensor, labels: torch.Tensor
+    ) -> torch.Tensor:
+        """`kd_loss` on the rows that kept their label; soft targets only on altered rows."""
+        temperature, alpha = self.recipe.kd_temperature, self.recipe.kd_alpha
+        logits = output.logits
+        if output.augmented is None:
+            return kd_loss(
+                logits, teacher_logits, self.task.label_loss(logits, labels), temperature, alpha
+            )
+        parts, altered = [], output.augmented
+        for rows, row_alpha in ((~altered, alpha), (altered, 1.0)):
+            if rows.any():
+                hard = self.task.label_loss(logits[rows], labels[rows])
+                part = kd_loss(logits[rows], teacher_logits[rows], hard, temperature, row_alpha)
+                parts.append(part * rows.sum())
+        return torch.stack(parts).sum() / len(labels)

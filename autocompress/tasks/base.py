@@ -137,6 +137,13 @@ class Task(ABC):
         `forward_with_hidden_states` gives them for those rows."""
         raise Unsupported(f"{type(self).__name__} models expose no hidden states to distil")
 
+    def augment(
+        self, inputs: tuple[torch.Tensor, ...], word_prob: float, generator: torch.Generator
+    ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        """A training batch with some rows altered for distillation, and which rows
+        (their labels may no longer hold; the teacher scores them instead)."""
+        raise Unsupported(f"{type(self).__name__} has no data augmentation")
+
     def hidden_state_mask(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor | None:
         """Which positions of `forward_with_hidden_states`'s states hold real input
         (1) rather than padding (0), shaped like the states without their last axis;

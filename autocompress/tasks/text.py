@@ -32,6 +32,7 @@ from autocompress.models.bert import (
 from autocompress.tasks.base import Task
 from autocompress.tasks.data_files import file_sha256, resolve_model_folder
 from autocompress.tasks.metrics import classification_metrics
+from autocompress.tasks.text_augment import WordNeighbours
 from autocompress.tasks.text_data import load_text_splits
 from autocompress.training import FitSettings, fit
 
@@ -73,6 +74,7 @@ class TextTask(Task):
         self._tensors = {name: self._tokenize(texts) for name, texts in self.splits.texts.items()}
         self._teacher_logits: torch.Tensor | None = None
         self._teacher_states: list[torch.Tensor] | None = None
+        self._neighbours: WordNeighbours | None = None
 
     @classmethod
     def from_config(cls, config: StudyConfig) -> TextTask:
@@ -269,6 +271,22 @@ class TextTask(Task):
                 for stored, state in zip(cache, states, strict=True):
                     stored[index, : state.shape[1]] = state.to(torch.float16) * mask
         return cache
+
+    def augment(
+        self, inputs: tuple[torch.Tensor, ...], word_prob: float, generator: torch.Generator
+    ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        """Whole words replaced by neighbours in the teacher's input embeddings
+        (`text_augment`); the neighbour table is built on first use in a process."""
+        if self._neighbours is None:
+            teacher = self.loaded_teacher()
+            self._neighbours = WordNeighbours(
+                teacher.hf.get_input_embeddings().weight,
+                self.tokenizer.get_vocab(),
+                self._tensors["train"][0],
+            )
+        input_ids, attention_mask, *rest = inputs
+        replaced, rows = self._neighbours.replace(input_ids, attention_mask, word_prob, generator)
+        return (replaced, attention_mask, *rest), rows
 
     def hidden_state_mask(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
         return trimmed_attention_mask(*inputs)

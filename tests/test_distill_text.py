@@ -1,11 +1,16 @@
-"""Hidden-state distillation on a tiny random BERT: a no-op at weight 0, a real change
-above it, the kept-layer mapping after layer drop and width pruning, projections that
-never reach the student, and a text study that searches with it. Also the progress bar."""
+"""Distilling text students on a tiny random BERT.
+
+Hidden states: a no-op at weight 0, a real change above it, the kept-layer mapping after
+layer drop and width pruning, projections that never reach the student. Augmentation:
+neighbours that are other whole words, only whole words of the chosen rows replaced,
+altered rows scored against the teacher on the altered text. A text study that searches
+with both, and the progress bar."""
 
 from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +39,10 @@ from autocompress.passes import (
     distill,
     kd_loss,
 )
+from autocompress.passes.distill import DistillationStep
 from autocompress.recipe import Recipe
 from autocompress.tasks.text import TextTask
+from autocompress.tasks.text_augment import WordNeighbours
 from autocompress.training import FitSettings, fit
 from tests.conftest import tiny_study_dict, write_study
 from tests.text_fixtures import tiny_text_study
@@ -187,6 +194,87 @@ def test_projections_map_pruned_widths_and_never_reach_the_student(
     assert not holds_any(projected, [numpy_helper.to_array(i) for i in graph.initializer])
 
 
+@pytest.fixture(scope="module")
+def neighbours(task: TextTask) -> WordNeighbours:
+    embeddings = task.loaded_teacher().hf.get_input_embeddings().weight
+    return WordNeighbours(embeddings, task.tokenizer.get_vocab(), task.train_tensors()[0][0])
+
+
+def test_neighbours_are_the_nearest_other_whole_words(task: TextTask) -> None:
+    vocabulary = task.tokenizer.get_vocab()
+    embeddings = torch.randn(len(vocabulary), 16, generator=torch.Generator().manual_seed(0))
+    plunge, slump = vocabulary["plunge"], vocabulary["slump"]
+    embeddings[slump] = embeddings[plunge] * 3.0 + 0.01  # same direction: cosine ≈ 1
+    table = WordNeighbours(embeddings, vocabulary, task.train_tensors()[0][0])
+
+    assert table.neighbours[plunge, 0] == slump and table.neighbours[slump, 0] == plunge
+    names = task.tokenizer.convert_ids_to_tokens(table.neighbours[vocabulary["shares"]].tolist())
+    assert "shares" not in names and len(set(names)) == len(names)
+    assert all(re.fullmatch(r"[a-z]{2,}", name) for name in names), names
+
+
+def test_replace_changes_only_whole_words_of_the_chosen_rows(
+    task: TextTask, neighbours: WordNeighbours
+) -> None:
+    ids, mask, _ = (t[:64] for t in task.train_tensors()[0])
+    following = torch.roll(ids, -1, dims=1)
+    split_words = neighbours.word[ids] & neighbours.continuation[following]
+    assert split_words.any(), "the sample must hold words split into pieces"
+
+    out, rows = neighbours.replace(ids, mask, 1.0, torch.Generator().manual_seed(0))
+    changed = out != ids
+    assert 0 < rows.sum() < len(rows) and torch.equal(out[~rows], ids[~rows])
+    assert changed[rows].any(axis=1).all()  # at probability 1 every chosen row changes
+    assert not changed[mask == 0].any() and not changed[split_words].any()
+    assert neighbours.word[ids[changed]].all() and neighbours.word[out[changed]].all()
+
+    same, _ = neighbours.replace(ids, mask, 0.0, torch.Generator().manual_seed(0))
+    assert torch.equal(same, ids)
+    again, _ = neighbours.replace(ids, mask, 1.0, torch.Generator().manual_seed(0))
+    assert torch.equal(again, out)
+
+
+def test_altered_rows_are_scored_against_the_teacher_on_the_altered_text(task: TextTask) -> None:
+    """The loss is what a teacher run on the whole altered batch gives (the step runs it
+    on the altered rows only and takes the others from the caches)."""
+    recipe = Recipe(layer_keep_ratio=0.5, hidden_distill_weight=1.0, augment_word_prob=1.0, **KD)
+    student = drop_half(task.loaded_teacher(), task)
+    step = DistillationStep(student, recipe, task, torch.Generator().manual_seed(0))
+    train, labels = task.train_tensors()
+    index = torch.arange(48)
+    output = step.forward(student, tuple(t[index] for t in train))
+    altered = output.augmented
+    assert altered is not None and 0 < altered.sum() < len(index)
+    assert not torch.equal(output.inputs[0], train[0][index])
+
+    with torch.no_grad():
+        teacher, teacher_states = task.forward_with_hidden_states(
+            task.loaded_teacher(), output.inputs
+        )
+    y, logits = labels[index], output.logits
+    logit_part = sum(
+        kd_loss(logits[rows], teacher[rows], task.label_loss(logits[rows], y[rows]), 2.0, alpha)
+        * rows.sum()
+        for rows, alpha in ((~altered, 0.5), (altered, 1.0))
+    ) / len(index)
+    mask = task.hidden_state_mask(output.inputs)
+    expected = logit_part + step.hidden(output.states, teacher_states, mask)
+    loss = step.loss(output, y, index)
+    assert torch.allclose(loss, expected, atol=1e-4)
+    cached = task.teacher_logits()[index]  # the teacher's view of the original text
+    on_originals = kd_loss(logits, cached, task.label_loss(logits, y), 2.0, 0.5)
+    assert not torch.allclose(logit_part, on_originals, atol=1e-4)
+
+
+def test_augmentation_changes_training_reproducibly(
+    task: TextTask, plain_kd: dict[str, torch.Tensor]
+) -> None:
+    recipe = Recipe(layer_keep_ratio=0.5, augment_word_prob=0.3, **KD)
+    first, second = (weights(compress(task, recipe)) for _ in range(2))
+    assert all(torch.equal(first[name], second[name]) for name in first)
+    assert any(not torch.equal(first[name], plain_kd[name]) for name in first)
+
+
 def test_kept_layers_survive_save_and_reload(task: TextTask, tmp_path: Path) -> None:
     student = compress(task, Recipe(layer_keep_ratio=0.5, pruning_ratio=0.5))
     student.save_pretrained(tmp_path)
@@ -196,13 +284,19 @@ def test_kept_layers_survive_save_and_reload(task: TextTask, tmp_path: Path) -> 
     assert task.hidden_state_map(reloaded, task.loaded_teacher()) == [0, 2, 4]
 
 
-def test_hidden_distill_weight_is_text_only_and_described(tmp_path: Path) -> None:
+@pytest.mark.parametrize("field", ["hidden_distill_weight", "augment_word_prob"])
+def test_text_distillation_fields_are_text_only(tmp_path: Path, field: str) -> None:
     study = tiny_study_dict(tmp_path)
-    study["search_space"] = {**study["search_space"], "hidden_distill_weight": 1.0}
-    with pytest.raises(UserError, match="hidden_distill_weight: does not apply to task kind"):
+    study["search_space"] = {**study["search_space"], field: 0.5}
+    with pytest.raises(UserError, match=f"{field}: does not apply to task kind"):
         load_study_config(write_study(tmp_path, study))
-    assert "KD T=2.0 a=0.50 +hid 0.5 1ep" in Recipe(hidden_distill_weight=0.5, **KD).describe
-    assert "+hid" not in Recipe(**KD).describe
+
+
+def test_text_distillation_is_described() -> None:
+    recipe = Recipe(hidden_distill_weight=0.5, augment_word_prob=0.3, **KD)
+    assert "KD T=2.0 a=0.50 +hid 0.5 +aug 0.3 1ep" in recipe.describe
+    assert "30% of its words replaced" in " ".join(recipe.pass_chain())
+    assert "+hid" not in Recipe(**KD).describe and "+aug" not in Recipe(**KD).describe
 
 
 def test_text_study_with_hidden_distillation_completes(
@@ -219,6 +313,7 @@ def test_text_study_with_hidden_distillation_completes(
         "pruning_ratio": {"choices": [0.0, 0.5]},
         "finetune_epochs": 1,
         "hidden_distill_weight": 1.0,
+        "augment_word_prob": 0.3,
         "bits": 32,
     }
     study = tiny_text_study(tmp_path, model_dir, data_file, search_space=space, n_trials=2)
@@ -227,6 +322,7 @@ def test_text_study_with_hidden_distillation_completes(
     trials = result.study.trials
     assert len(trials) == 2 and all(t.state == TrialState.COMPLETE for t in trials)
     assert trials[1].user_attrs["recipe"]["hidden_distill_weight"] == 1.0
+    assert trials[1].user_attrs["recipe"]["augment_word_prob"] == 0.3
     assert trials[1].user_attrs["student_spec"]["num_hidden_layers"] == 2
     assert len(list((workspace / "teachers").iterdir())) == 1  # reused, not trained again
 
