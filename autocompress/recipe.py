@@ -23,6 +23,7 @@ class Recipe:
     """One point of the search space; defaults are the identity (the teacher itself)."""
 
     pruning_ratio: float = 0.0
+    ffn_pruning_ratio: float | None = None
     pruning_importance: str = "l2"
     finetune_epochs: int = 0
     kd_temperature: float = 1.0
@@ -50,8 +51,9 @@ class Recipe:
         parts = []
         if self.layer_keep_ratio < 1.0:
             parts.append(f"keep {self.layer_keep_ratio:.0%} layers")
-        if self.pruning_ratio > 0:
-            parts.append(f"prune {self.pruning_ratio:.0%} ({self.pruning_importance})")
+        if self.prunes:
+            ffn = "" if self.ffn_pruning_ratio is None else f" FFN {self.ffn_pruning_ratio:.0%}"
+            parts.append(f"prune {self.pruning_ratio:.0%}{ffn} ({self.pruning_importance})")
         if self.finetune_epochs > 0:
             kd = f"KD T={self.kd_temperature:.1f} a={self.kd_alpha:.2f}" if self.distils else "FT"
             if self.hidden_distill_weight > 0:
@@ -61,6 +63,10 @@ class Recipe:
             parts.append(f"{kd} {self.finetune_epochs}ep")
         parts.append(self.precision)
         return ", ".join(parts)
+
+    @property
+    def prunes(self) -> bool:
+        return self.pruning_ratio > 0 or (self.ffn_pruning_ratio or 0.0) > 0
 
     @property
     def distils(self) -> bool:
@@ -81,10 +87,13 @@ class Recipe:
             steps.append(
                 f"layer drop: keep {self.layer_keep_ratio:.0%} of the layers, evenly spaced"
             )
-        if self.pruning_ratio > 0:
+        if self.prunes:
+            where = "heads/FFN/hidden in transformers"
+            if self.ffn_pruning_ratio is not None:
+                where = f"heads/hidden; {self.ffn_pruning_ratio:.0%} of the FFN channels"
             steps.append(
                 f"structured pruning: remove {self.pruning_ratio:.0%} of the channels "
-                f"(heads/FFN/hidden in transformers), ranked by {self.pruning_importance}"
+                f"({where}), ranked by {self.pruning_importance}"
             )
         if self.finetune_epochs == 0:
             steps.append("no fine-tuning")
@@ -128,10 +137,18 @@ RECIPE_FIELDS: dict[str, FieldSpec] = {
         float, 0.1, 1.0, tasks=("text",), note="share of encoder layers kept, evenly spaced"
     ),
     "pruning_ratio": FieldSpec(float, 0.0, 0.95, note="fraction of channels removed"),
+    "ffn_pruning_ratio": FieldSpec(
+        float,
+        0.0,
+        0.95,
+        tasks=("text",),
+        note="fraction of FFN channels removed; pruning_ratio then prunes heads and hidden "
+        "size only (unset: pruning_ratio prunes all three)",
+    ),
     "pruning_importance": FieldSpec(
         str,
         choices=IMPORTANCE_CRITERIA,
-        active=lambda p: p.get("pruning_ratio", 0.0) > 0,
+        active=lambda p: p.get("pruning_ratio", 0.0) > 0 or (p.get("ffn_pruning_ratio") or 0) > 0,
     ),
     "finetune_epochs": FieldSpec(int, 0, 500),
     "kd_temperature": FieldSpec(float, 1.0, 50.0, active=lambda p: p.get("finetune_epochs", 0) > 0),

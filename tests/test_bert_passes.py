@@ -82,9 +82,11 @@ class TinyTextTask(Task):
         }
 
     # the hooks under test
-    def pruning_options(self, model: nn.Module, ratio: float) -> dict:
+    def pruning_options(
+        self, model: nn.Module, ratio: float, ffn_ratio: float | None = None
+    ) -> dict:
         assert isinstance(model, TextClassifier)
-        return pruning_options(model, ratio)
+        return pruning_options(model, ratio, ffn_ratio)
 
     def after_pruning(self, model: nn.Module, pruner: object) -> None:
         assert isinstance(model, TextClassifier)
@@ -291,6 +293,32 @@ def test_pruning_is_uniform_and_config_stays_true(
     assert all(p.grad is None for p in pruned.parameters())
     assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
     assert_reloads_exactly(pruned, tmp_path / "pruned", held_out(task))
+
+
+@pytest.mark.parametrize(
+    ("ratio", "ffn_ratio", "shape"), [(0.0, 0.5, (4, 64, 64)), (0.25, 0.75, (3, 48, 32))]
+)
+def test_ffn_pruned_by_its_own_ratio(
+    task: TinyTextTask,
+    student: TextClassifier,
+    ratio: float,
+    ffn_ratio: float,
+    shape: tuple[int, int, int],
+    tmp_path: Path,
+) -> None:
+    """Heads and hidden size by `pruning_ratio`, FFN by `ffn_pruning_ratio`: still one
+    BertConfig, reloaded by plain transformers and exported to the same logits."""
+    recipe = Recipe(pruning_ratio=ratio, ffn_pruning_ratio=ffn_ratio)
+    pruned = StructuredPruning().apply(student, recipe, PassContext(task=task))
+    spec = pruned.spec
+    assert (spec["num_attention_heads"], spec["hidden_size"], spec["intermediate_size"]) == shape
+    assert_matches_config(pruned)
+    assert_reloads_exactly(pruned, tmp_path / "pruned", held_out(task))
+    task.export_onnx(copy.deepcopy(pruned), tmp_path / "model.onnx")
+    ids, mask = held_out(task)
+    got = run(tmp_path / "model.onnx", {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
+    np.testing.assert_allclose(got, logits(pruned, (ids, mask)).numpy(), atol=1e-4, rtol=0)
+    assert f"FFN {ffn_ratio:.0%}" in recipe.describe
 
 
 @pytest.mark.parametrize("importance", ["l1", "lamp", "taylor", "random"])

@@ -207,7 +207,9 @@ def _hidden_widths(layer: nn.Module) -> Iterator[tuple[str, int]]:
 # -- pruning ---------------------------------------------------------------------------
 
 
-def pruning_options(model: TextClassifier, ratio: float) -> dict[str, Any]:
+def pruning_options(
+    model: TextClassifier, ratio: float, ffn_ratio: float | None = None
+) -> dict[str, Any]:
     """`MetaPruner` keyword arguments that prune heads, FFN and hidden size uniformly.
 
     The head count is rounded to a whole number of heads first (at least one), and the
@@ -215,14 +217,19 @@ def pruning_options(model: TextClassifier, ratio: float) -> dict[str, Any]:
     the head size as hidden_size / num_attention_heads. torch-pruning keeps
     `int(n * (1 - r))` channels and removes `ceil(r * heads)` heads; the ratios passed
     are offset by half a unit so float rounding cannot move either count by one.
-    FFN channels are pruned by `ratio` itself (a per-module ratio, same in every layer).
+    FFN channels are pruned by `ffn_ratio`, or `ratio` when it is None (a per-module
+    ratio, same in every layer). BertConfig has one width for heads × head size and the
+    hidden size, but its own `intermediate_size`: only the FFN can be cut on its own, and
+    it holds two thirds of a layer's multiply-adds at MiniLM's shape.
 
     Each attention block also gets a positive channel ratio of its own: with
     `prune_head_dims=False` those channels are never removed, but torch-pruning only
     looks at head pruning for a group whose channel ratio prunes something.
     """
-    if not 0.0 <= ratio < 1.0:
-        raise Unsupported(f"pruning ratio {ratio} must be in [0, 1)")
+    ffn_ratio = ratio if ffn_ratio is None else ffn_ratio
+    for name, value in (("pruning", ratio), ("FFN pruning", ffn_ratio)):
+        if not 0.0 <= value < 1.0:
+            raise Unsupported(f"{name} ratio {value} must be in [0, 1)")
     config = model.hf.config
     heads = config.num_attention_heads
     head_size = config.hidden_size // heads
@@ -232,7 +239,7 @@ def pruning_options(model: TextClassifier, ratio: float) -> dict[str, Any]:
     head_ratio = (heads - kept_heads - 0.5) / heads if kept_heads < heads else 0.0
     hidden_ratio = (hidden - kept_hidden - 0.5) / hidden if kept_hidden < hidden else 0.0
     ffn = config.intermediate_size
-    kept_ffn = max(1, int(ffn * (1 - ratio)))
+    kept_ffn = max(1, int(ffn * (1 - ffn_ratio)))
     ffn_ratio = (ffn - kept_ffn - 0.5) / ffn if kept_ffn < ffn else 0.0
 
     num_heads: dict[nn.Module, int] = {}

@@ -34,14 +34,16 @@ class StructuredPruning:
     name = "structured_pruning"
 
     def apply(self, model: nn.Module, recipe: Recipe, ctx: PassContext) -> nn.Module:
-        if recipe.pruning_ratio <= 0:
+        if not recipe.prunes:
             return model
         torch.manual_seed(ctx.seed)
         model.eval()
         # The task knows its architecture: attention heads, which widths must stay
         # uniform, what else to leave whole. Its options override the defaults here;
         # its ignored layers add to the protected ones, never replace them.
-        options = dict(ctx.task.pruning_options(model, recipe.pruning_ratio))
+        options = dict(
+            ctx.task.pruning_options(model, recipe.pruning_ratio, recipe.ffn_pruning_ratio)
+        )
         ignored = [*ctx.task.protected_layers(model), *options.pop("ignored_layers", [])]
         kwargs = {
             "importance": IMPORTANCES[recipe.pruning_importance](),

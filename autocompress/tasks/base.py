@@ -115,8 +115,11 @@ class Task(ABC):
     def model_spec(self, model: nn.Module) -> dict:
         """The shape spec a model is rebuilt from (written into `config.yaml`)."""
 
-    def pruning_options(self, model: nn.Module, ratio: float) -> dict:
-        """Extra `MetaPruner` keyword arguments (heads, per-layer ratios); none by default."""
+    def pruning_options(
+        self, model: nn.Module, ratio: float, ffn_ratio: float | None = None
+    ) -> dict:
+        """Extra `MetaPruner` keyword arguments (heads, per-layer ratios); none by default.
+        `ffn_ratio` is the transformers' FFN ratio when it differs from `ratio`."""
         return {}
 
     def after_pruning(self, model: nn.Module, pruner: object) -> None:  # noqa: B027 - no-op hook

@@ -227,8 +227,10 @@ class TextTask(Task):
     def model_spec(self, model: nn.Module) -> dict:
         return model.spec
 
-    def pruning_options(self, model: nn.Module, ratio: float) -> dict:
-        return pruning_options(model, ratio)
+    def pruning_options(
+        self, model: nn.Module, ratio: float, ffn_ratio: float | None = None
+    ) -> dict:
+        return pruning_options(model, ratio, ffn_ratio)
 
     def after_pruning(self, model: nn.Module, pruner) -> None:
         sync_after_pruning(model, pruner)
