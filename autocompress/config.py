@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -19,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from autocompress.errors import UserError
 from autocompress.recipe import RECIPE_FIELDS, FieldSpec
+
+logger = logging.getLogger("autocompress")
 
 EMBEDDED_PREFIX = "embedded:"
 DEFAULT_RUNS_DIR = Path("runs")
@@ -474,6 +477,25 @@ def _check_warm_start(
                     else f"[{param.low}, {param.high}]"
                 )
                 raise UserError(f"{key}: {value!r} is outside the search space {allowed}")
+        _warn_of_sampled_fields(recipe, space, f"{where}[{index}]")
+
+
+def _warn_of_sampled_fields(recipe: dict[str, Any], space: dict[str, ParamSpace], key: str) -> None:
+    """Optuna samples what an enqueued trial leaves out: say so, since a hand recipe
+    that silently gets a random value is not the recipe its author wrote."""
+    values = {**{n: p.fixed for n, p in space.items() if p.is_fixed}, **recipe}
+    left_out = [
+        name
+        for name, param in space.items()
+        if not param.is_fixed and name not in recipe and RECIPE_FIELDS[name].active(values)
+    ]
+    if left_out:
+        logger.warning(
+            "%s: %s not given; the sampler chooses %s for this recipe",
+            key,
+            ", ".join(left_out),
+            "it" if len(left_out) == 1 else "them",
+        )
 
 
 def _resolve_input(base: Path, value: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -302,6 +303,28 @@ def test_warm_start_recipes_run_right_after_the_teacher(
     assert trials[0].user_attrs["role"] == "teacher"
     assert trials[1].user_attrs["role"] == "warm_start"
     assert trials[1].params == hand_recipe
+
+
+def test_a_warm_start_that_leaves_fields_to_the_sampler_is_named(tmp_path: Path) -> None:
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # the package logger may not propagate (CLI runs)
+    full = {"pruning_ratio": 0.5, "pruning_importance": "l2", "finetune_epochs": 2}
+    full |= {"kd_temperature": 2.0, "kd_alpha": 0.5, "bits": 32}  # int8 fields inactive
+    partial = {k: v for k, v in full.items() if k not in ("kd_alpha", "pruning_importance")}
+    logger = logging.getLogger("autocompress")
+    logger.addHandler(handler)
+    try:
+        for recipe in (full, partial):
+            load_study_config(write_study(tmp_path, tiny_study_dict(tmp_path, warm_start=[recipe])))
+    finally:
+        logger.removeHandler(handler)
+    messages = [r.getMessage() for r in records if r.levelno == logging.WARNING]
+    assert len(messages) == 1, messages  # the full recipe is not named
+    assert messages[0].endswith(
+        "warm_start[0]: pruning_importance, kd_alpha not given; the sampler chooses them "
+        "for this recipe"
+    ), messages
 
 
 @pytest.mark.parametrize(
