@@ -214,10 +214,11 @@ def unconstrained_front(study) -> list[int]:
 
 
 def how_chosen(trial) -> str:
-    """Which trials the sampler chose and which were enqueued (hand recipes)."""
-    return {"teacher": "teacher", "warm_start": "hand recipe"}.get(
-        trial.user_attrs.get("role", ""), "sampled"
-    )
+    """Which trials the sampler chose and which were enqueued (hand recipes: the study's
+    warm starts, or recipes queued by hand; Optuna marks both with `fixed_params`)."""
+    if trial.user_attrs.get("role") == "teacher":
+        return "teacher"
+    return "hand recipe" if "fixed_params" in trial.system_attrs else "sampled"
 
 
 def trial_table(study) -> list[str]:
