@@ -152,7 +152,7 @@ class DistillationStep:
         self.recipe = recipe
         self.task = task
         self.generator = generator
-        self.hidden = None
+        self.hidden: HiddenStateLoss | None = None
         if recipe.hidden_distill_weight > 0:
             self.hidden = HiddenStateLoss.between(
                 student, task.loaded_teacher().eval(), task, recipe.hidden_distill_weight
