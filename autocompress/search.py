@@ -144,6 +144,14 @@ class Objective:
         self.teacher_parameters = sum(p.numel() for p in teacher.parameters())
 
     def __call__(self, trial: Trial) -> list[float]:
+        try:
+            return self._run(trial)
+        except KeyboardInterrupt as stop:
+            # Optuna fails the trial and stops the study; the table and dashboard say why.
+            trial.set_user_attr("failed_reason", f"stopped by {str(stop) or 'SIGINT'}")
+            raise
+
+    def _run(self, trial: Trial) -> list[float]:
         config = self.loaded.config
         if trial.user_attrs.get("role") == TEACHER_ROLE:
             recipe = Recipe()

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -49,3 +55,74 @@ def user_errors(command: F) -> F:
             raise typer.Exit(error.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+class Stopped(KeyboardInterrupt):
+    """A stop signal other than Ctrl-C, raised where Ctrl-C's KeyboardInterrupt would be."""
+
+
+@contextmanager
+def stoppable() -> Iterator[None]:
+    """SIGTERM (`kill`, a scheduler's stop) ends a search the way Ctrl-C does.
+
+    Optuna fails the running trial on a KeyboardInterrupt (the objective records the
+    signal as its `failed_reason`) and stops; without this, SIGTERM killed the process
+    and left the trial RUNNING until a heartbeat went stale. The command then prints one
+    line and exits with 128 + the signal number, as a shell reports a killed process.
+    """
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        if _in_trial_bookkeeping(frame):  # asking or telling: a few ms, then try again
+            threading.Timer(RESIGNAL_AFTER_S, os.kill, (os.getpid(), signum)).start()
+            return
+        raise Stopped(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    # On the handlers: a logger's own filters do not see its children's records.
+    handlers = logging.getLogger("optuna").handlers
+    for handler in handlers:
+        handler.addFilter(_without_stop_traceback)
+    try:
+        yield
+    except KeyboardInterrupt as stop:
+        name = str(stop) or "SIGINT"
+        errors.print(
+            f"[bold red]stopped[/] by {name}: a trial that was running is marked failed "
+            "with the reason; run the same command again to go on",
+            highlight=False,
+        )
+        raise typer.Exit(128 + signal.Signals[name]) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        for handler in handlers:
+            handler.removeFilter(_without_stop_traceback)
+
+
+RESIGNAL_AFTER_S = 0.05
+
+
+def _in_trial_bookkeeping(frame: FrameType | None) -> bool:
+    """Whether Optuna is creating or finishing a trial (outside our objective) here.
+
+    An exception raised there breaks Optuna's own state handling ("Should not reach"),
+    which is why a stop arriving then is re-sent a moment later instead of raised.
+    """
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name in ("__call__", "_run") and code.co_filename.endswith(_OBJECTIVE_FILE):
+            return False
+        if code.co_name == "_run_trial" and code.co_filename.endswith(_OPTUNA_TRIAL_LOOP):
+            return True
+        frame = frame.f_back
+    return False
+
+
+_OBJECTIVE_FILE = os.path.join("autocompress", "search.py")
+_OPTUNA_TRIAL_LOOP = os.path.join("optuna", "study", "_optimize.py")
+
+
+def _without_stop_traceback(record: logging.LogRecord) -> bool:
+    """Optuna's "trial failed" line for a stop, without the traceback of a clean stop."""
+    if record.exc_info and issubclass(record.exc_info[0] or type(None), KeyboardInterrupt):
+        record.exc_info, record.exc_text = None, None
+    return True

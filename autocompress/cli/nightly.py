@@ -12,7 +12,14 @@ from typing import Annotated
 
 import typer
 
-from autocompress.cli._common import StorageOption, StudyFile, app, console, user_errors
+from autocompress.cli._common import (
+    StorageOption,
+    StudyFile,
+    app,
+    console,
+    stoppable,
+    user_errors,
+)
 from autocompress.cli.study import log_progress_messages, print_front, progress_bar
 from autocompress.config import load_study_config
 
@@ -45,7 +52,7 @@ def nightly(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     log_progress_messages()
-    with progress_bar() as (progress, callback):
+    with stoppable(), progress_bar() as (progress, callback):
         outcome = run_nightly(
             study_file,
             storage=storage,

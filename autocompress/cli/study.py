@@ -21,6 +21,7 @@ from autocompress.cli._common import (
     StudyNameOption,
     app,
     console,
+    stoppable,
     user_errors,
 )
 from autocompress.config import load_study_config
@@ -58,7 +59,7 @@ def run(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     log_progress_messages()
-    with progress_bar(planned) as (_, callback):
+    with stoppable(), progress_bar(planned) as (_, callback):
         result = api.run_study(study_file, **overrides, callbacks=[callback])
     config = result.loaded.config
     print_front(
