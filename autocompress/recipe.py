@@ -66,6 +66,7 @@ class Recipe:
 
     @property
     def prunes(self) -> bool:
+        """Whether structured pruning removes anything (all widths, or the FFN alone)."""
         return self.pruning_ratio > 0 or (self.ffn_pruning_ratio or 0.0) > 0
 
     @property
