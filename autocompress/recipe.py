@@ -133,6 +133,11 @@ class FieldSpec:
     note: str = ""
 
 
+def _fine_tunes(params: Mapping[str, Any]) -> bool:
+    """Active only when the recipe fine-tunes (the distillation fields)."""
+    return params.get("finetune_epochs", 0) > 0
+
+
 RECIPE_FIELDS: dict[str, FieldSpec] = {
     "layer_keep_ratio": FieldSpec(
         float, 0.1, 1.0, tasks=("text",), note="share of encoder layers kept, evenly spaced"
@@ -149,16 +154,16 @@ RECIPE_FIELDS: dict[str, FieldSpec] = {
     "pruning_importance": FieldSpec(
         str,
         choices=IMPORTANCE_CRITERIA,
-        active=lambda p: p.get("pruning_ratio", 0.0) > 0 or (p.get("ffn_pruning_ratio") or 0) > 0,
+        active=lambda p: Recipe.from_dict(p).prunes,
     ),
     "finetune_epochs": FieldSpec(int, 0, 500),
-    "kd_temperature": FieldSpec(float, 1.0, 50.0, active=lambda p: p.get("finetune_epochs", 0) > 0),
-    "kd_alpha": FieldSpec(float, 0.0, 1.0, active=lambda p: p.get("finetune_epochs", 0) > 0),
+    "kd_temperature": FieldSpec(float, 1.0, 50.0, active=_fine_tunes),
+    "kd_alpha": FieldSpec(float, 0.0, 1.0, active=_fine_tunes),
     "hidden_distill_weight": FieldSpec(
         float,
         0.0,
         10.0,
-        active=lambda p: p.get("finetune_epochs", 0) > 0,
+        active=_fine_tunes,
         tasks=("text",),
         note="weight of the MSE between student and teacher hidden states, added to the KD loss",
     ),
@@ -166,7 +171,7 @@ RECIPE_FIELDS: dict[str, FieldSpec] = {
         float,
         0.0,
         0.8,
-        active=lambda p: p.get("finetune_epochs", 0) > 0,
+        active=_fine_tunes,
         tasks=("text",),
         note="chance that each whole word of an augmented row is replaced by an embedding "
         "neighbour; the teacher scores those rows (0 = no augmentation)",

@@ -322,21 +322,21 @@ def write_section(
         )
     lines.append("")
     int8 = candidates[1]
+    int8_words = (
+        f"the teacher's plain dynamic int8 gives {teacher.p50(1) / int8.p50(1):.2f}× "
+        f"({100 * (int8.metrics['f1_macro'] - teacher_f1):+.2f} pts)"
+    )
     if selected is not None:
         lines.append(
             f"Selected (fastest at 1 thread within 1.0 point of the teacher's macro-F1): "
             f"**{selected.name}**, {teacher.p50(1) / selected.p50(1):.2f}× lower p50 than the "
             f"FP32 teacher at 1 thread ({100 * (selected.metrics['f1_macro'] - teacher_f1):+.2f} "
-            f"pts macro-F1); the teacher's plain dynamic int8 gives "
-            f"{teacher.p50(1) / int8.p50(1):.2f}× "
-            f"({100 * (int8.metrics['f1_macro'] - teacher_f1):+.2f} pts)."
+            f"pts macro-F1); {int8_words}."
         )
     else:
         lines.append(
-            "No student stays within 1.0 point of the teacher's macro-F1 in this run; the "
-            f"teacher's plain dynamic int8 gives {teacher.p50(1) / int8.p50(1):.2f}× "
-            f"({100 * (int8.metrics['f1_macro'] - teacher_f1):+.2f} pts). The export check "
-            "below is on the most accurate student."
+            f"No student stays within 1.0 point of the teacher's macro-F1 in this run; "
+            f"{int8_words}. The export check below is on the most accurate student."
         )
     if export_lines:
         lines += ["", *export_lines]

@@ -226,8 +226,8 @@ def pruning_options(
     `prune_head_dims=False` those channels are never removed, but torch-pruning only
     looks at head pruning for a group whose channel ratio prunes something.
     """
-    ffn_ratio = ratio if ffn_ratio is None else ffn_ratio
-    for name, value in (("pruning", ratio), ("FFN pruning", ffn_ratio)):
+    ffn_cut = ratio if ffn_ratio is None else ffn_ratio
+    for name, value in (("pruning", ratio), ("FFN pruning", ffn_cut)):
         if not 0.0 <= value < 1.0:
             raise Unsupported(f"{name} ratio {value} must be in [0, 1)")
     config = model.hf.config
@@ -239,8 +239,8 @@ def pruning_options(
     head_ratio = (heads - kept_heads - 0.5) / heads if kept_heads < heads else 0.0
     hidden_ratio = (hidden - kept_hidden - 0.5) / hidden if kept_hidden < hidden else 0.0
     ffn = config.intermediate_size
-    kept_ffn = max(1, int(ffn * (1 - ffn_ratio)))
-    ffn_ratio = (ffn - kept_ffn - 0.5) / ffn if kept_ffn < ffn else 0.0
+    kept_ffn = max(1, int(ffn * (1 - ffn_cut)))
+    ffn_pruner_ratio = (ffn - kept_ffn - 0.5) / ffn if kept_ffn < ffn else 0.0
 
     num_heads: dict[nn.Module, int] = {}
     ratios: dict[nn.Module, float] = {}
@@ -250,7 +250,7 @@ def pruning_options(
         if head_ratio > 0:
             ratios[attention] = 0.5  # the gate described above; only whole heads go
     for layer in _layers(model):
-        ratios[layer.intermediate.dense] = max(ffn_ratio, 0.0)
+        ratios[layer.intermediate.dense] = max(ffn_pruner_ratio, 0.0)
     return {
         "pruning_ratio": max(hidden_ratio, 0.0),
         "pruning_ratio_dict": ratios,
