@@ -140,9 +140,7 @@ class FaultTable:
         self.test_id = test_id
 
     def record(self, area: str, tried: str, result: str) -> None:
-        _FAULT_ROWS.append(
-            {"area": area, "tried": tried, "result": result, "test": self.test_id}
-        )
+        _FAULT_ROWS.append({"area": area, "tried": tried, "result": result, "test": self.test_id})
 
 
 @pytest.fixture
