@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
-from optuna.artifacts import FileSystemArtifactStore
 from optuna.trial import FrozenTrial
 from torch import nn
 
+from autocompress.artifacts import AtomicArtifactStore
 from autocompress.config import LoadedStudy, load_study_config
-from autocompress.errors import UserError
+from autocompress.errors import StorageUnavailable, TrialAborted, UserError
 from autocompress.export import export_trial
 from autocompress.front import FrontMember, compute_front, teacher_member
 from autocompress.recipe import Recipe
@@ -41,6 +41,8 @@ from autocompress.store import (
     optuna_storage,
     safe_url,
 )
+from autocompress.store.resilience import describe, is_disk_full, is_transient
+from autocompress.store.setup_lock import setup_lock
 from autocompress.targets import Target, build_target, fingerprint_id
 from autocompress.tasks import Task, build_task
 
@@ -84,12 +86,13 @@ def run_study(
     sampler_seed: int | None = None,
     callbacks: Sequence[Callback] = (),
     warm_starts: Sequence[WarmStart] = (),
+    progress: bool = True,
 ) -> StudyResult:
     """Run (or resume) the study a file describes; returns when `n_trials` more are done.
 
     A new study tries the teacher first, then `warm_starts`, then the study file's
     `warm_start` recipes. Everything a user can get wrong is checked before anything
-    is written.
+    is written. `progress` shows Optuna's progress bar (the CLI draws its own).
     """
     loaded = load_study_config(
         study_file,
@@ -101,21 +104,38 @@ def run_study(
         sampler_seed=sampler_seed,
     )
     config = loaded.config
+    _check_outputs_writable(loaded)
     task = build_task(config)
     target = build_target(config)
+    _check_policy_can_select(loaded)
     check_reachable(config.storage_url)
-    store = Store(config.storage_url)
-    study = _create_or_resume(loaded, target)
+    # One process at a time creates the tables and the study, numbers its start (which
+    # picks its sampler seed) and queues the first trials: workers started together
+    # neither race nor queue the teacher twice.
+    with setup_lock(config.storage_url):
+        store = Store(config.storage_url, retry_s=config.workers.db_retry_s)
+        start = store.register_worker_start(config.study_name, config.sampler.seed)
+        study = _create_or_resume(loaded, target, start)
+        enqueue_first_trials(study, [*warm_starts, *(WarmStart(p) for p in config.warm_start)])
     logger.info(
-        "study %r in %s: %d trials so far; preparing the teacher (trained once per "
-        "study, then cached)",
+        "study %r in %s: %d trials so far (start %d of this study); preparing the teacher "
+        "(trained once per study, then cached)",
         config.study_name,
         safe_url(config.storage_url),
-        len(study.trials),
+        study._storage.get_n_trials(study._study_id),
+        start + 1,
     )
-    teacher = task.teacher(config.artifacts_path / "teachers")
-    teacher_metrics = _describe_teacher(study, task, teacher, target)["metrics"]
-    enqueue_first_trials(study, [*warm_starts, *(WarmStart(p) for p in config.warm_start)])
+    try:
+        teacher = task.teacher(config.artifacts_path / "teachers")
+        teacher_metrics = _describe_teacher(study, task, teacher, target)["metrics"]
+    except OSError as error:
+        if not is_disk_full(error):
+            raise
+        store.close()
+        raise UserError(
+            f"disk full while preparing the teacher ({describe(error)}: {error.filename}); "
+            "nothing was cached. Free space there and run the same command again"
+        ) from None
     objective = Objective(loaded, task, teacher, target, teacher_metrics, artifact_store(loaded))
     try:
         study.optimize(
@@ -123,7 +143,27 @@ def run_study(
             n_trials=config.n_trials,
             timeout=config.timeout,
             callbacks=[FrontSnapshots(store), *callbacks],
+            show_progress_bar=progress,
         )
+    except TrialAborted as aborted:
+        raise UserError(str(aborted)) from None
+    except Exception as error:
+        if is_disk_full(error):
+            reason = f"disk full: the database {safe_url(config.storage_url)} cannot grow"
+            raise UserError(
+                f"{reason} ({describe(error)}). {objective.abandon_running_trial(reason)} "
+                "Free space there and run the same command again"
+            ) from None
+        if not is_transient(error):
+            raise
+        reason = f"database unreachable: {describe(error)}"
+        raise StorageUnavailable(
+            f"storage: lost the database {safe_url(config.storage_url)} "
+            f"({describe(error)}) and it did not come back within "
+            f"workers.db_retry_s ({config.workers.db_retry_s:g} s). "
+            f"{objective.abandon_running_trial(reason)} Run the same command again when "
+            "the database is back: finished trials are kept"
+        ) from None
     finally:
         store.close()
     return StudyResult(study=study, loaded=loaded)
@@ -188,27 +228,28 @@ def export_selected(
     return out_path
 
 
-def artifact_store(loaded: LoadedStudy) -> FileSystemArtifactStore:
+def artifact_store(loaded: LoadedStudy) -> AtomicArtifactStore:
     path = loaded.config.artifacts_path / "trials"
     path.mkdir(parents=True, exist_ok=True)
-    return FileSystemArtifactStore(str(path))
+    return AtomicArtifactStore(path)
 
 
-def _create_or_resume(loaded: LoadedStudy, target: Target) -> optuna.Study:
+def _create_or_resume(loaded: LoadedStudy, target: Target, start: int = 0) -> optuna.Study:
+    """Load the study or create it; `start` (how many starts came before this one)
+    picks the sampler's seed, so a resume or a second worker samples anew."""
     config = loaded.config
     identity = config.identity_hash()
     machine = target.fingerprint()
     storage = optuna_storage(config.storage_url, config.workers)
+    sampler = build_sampler(config.sampler, start)
     try:
-        study = optuna.load_study(
-            study_name=config.study_name, storage=storage, sampler=build_sampler(config.sampler)
-        )
+        study = optuna.load_study(study_name=config.study_name, storage=storage, sampler=sampler)
     except KeyError:
         study = optuna.create_study(
             study_name=config.study_name,
             storage=storage,
             directions=directions(config.objectives.metrics),
-            sampler=build_sampler(config.sampler),
+            sampler=sampler,
         )
         with warnings.catch_warnings():  # experimental since Optuna 3.2, used by the dashboard
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -234,6 +275,59 @@ def _create_or_resume(loaded: LoadedStudy, target: Target) -> optuna.Study:
             "this machine, or `autocompress nightly` (which re-measures in a new study)"
         )
     return study
+
+
+def _check_outputs_writable(loaded: LoadedStudy) -> None:
+    """Folders the run writes to must take files: found now, not after every trial ran."""
+    config = loaded.config
+    for key, folder in (
+        ("artifacts_dir", config.artifacts_path),
+        ("export.dir", Path(config.export.dir)),
+    ):
+        existing = folder.absolute()
+        while not existing.exists():
+            existing = existing.parent
+        problem = None
+        if not existing.is_dir():
+            problem = f"{existing} is a file, not a folder"
+        else:
+            try:
+                with tempfile.TemporaryFile(dir=existing):
+                    pass
+            except OSError as error:
+                problem = f"cannot write in {existing}: {error.strerror}"
+        if problem:
+            raise UserError(
+                f"{config.where(key)}: {folder} cannot be used ({problem}); choose a folder "
+                "you can write to"
+            )
+
+
+def _check_policy_can_select(loaded: LoadedStudy) -> None:
+    """`export.policy: trial:N` names a trial that must exist by the end of this run."""
+    config = loaded.config
+    policy = config.export.policy
+    if not policy.startswith("trial:"):
+        return
+    number = int(policy.removeprefix("trial:"))
+    existing = 0
+    if database_exists(config.storage_url):
+        storage = optuna_storage(config.storage_url)
+        try:
+            study_id = storage.get_study_id_from_name(config.study_name)
+            existing = storage.get_n_trials(study_id)
+        except KeyError:
+            pass
+        finally:
+            storage.remove_session()
+            storage.engine.dispose()
+    last = existing + config.n_trials - 1
+    if number > last:
+        raise UserError(
+            f"{config.where('export.policy')}: trial {number} will not exist: the study has "
+            f"{existing} trials and this run adds {config.n_trials} (numbers up to {last}); "
+            "use fastest or most_accurate, or a trial number within that range"
+        )
 
 
 def _load_existing(loaded: LoadedStudy) -> optuna.Study:

@@ -192,6 +192,9 @@ class WorkersConfig(_Strict):
     heartbeat_interval_s: Annotated[int, Field(ge=1)] = 60
     grace_period_s: Annotated[int, Field(ge=1)] | None = None
     max_retry: Annotated[int, Field(ge=0)] = 1
+    # How long a worker keeps retrying a database that does not answer (a server
+    # restart, a dropped connection, SQLite's "database is locked") before it stops.
+    db_retry_s: Annotated[float, Field(ge=0.0)] = 60.0
 
 
 class StudyConfig(_Strict):
@@ -422,7 +425,8 @@ def _is_kind(value: Any, kind: type) -> bool:
 
 def _check_consistency(config: StudyConfig, source: Path) -> None:
     policy = config.export.policy
-    if policy not in ("fastest", "most_accurate") and not policy.startswith("trial:"):
+    explicit = policy.startswith("trial:") and policy.removeprefix("trial:").isdigit()
+    if policy not in ("fastest", "most_accurate") and not explicit:
         raise UserError(
             f"{source}: export.policy: {policy!r} is not allowed; allowed values: "
             "fastest, most_accurate, trial:N"
@@ -505,6 +509,32 @@ def _resolve_input(base: Path, value: str) -> str:
     return str(path if path.is_absolute() else (base / path).resolve())
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, key: Any, first_line: int, second_line: int) -> None:
+        super().__init__(key)
+        self.key, self.first_line, self.second_line = key, first_line, second_line
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` (safe: no Python objects) that refuses a key given twice in one
+    mapping instead of keeping the last value without a word."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<:` merges may be overridden
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in first_seen:
+                    raise _DuplicateKey(key, first_seen[key], line)
+            except TypeError:  # an unhashable key: SafeLoader reports it itself
+                continue
+            first_seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read_yaml(path: Path, referrer: str | None = None) -> dict[str, Any]:
     """A YAML mapping; `referrer` (`FILE: key`) names the study-file key that points here."""
     if not path.is_file():
@@ -515,7 +545,13 @@ def _read_yaml(path: Path, referrer: str | None = None) -> dict[str, Any]:
             )
         raise UserError(f"{path}: study file not found; check the path")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506
+    except _DuplicateKey as duplicate:
+        raise UserError(
+            f"{path}: key {duplicate.key!r} appears twice in one mapping (lines "
+            f"{duplicate.first_line} and {duplicate.second_line}); YAML would silently "
+            "keep the last one. Keep one of them"
+        ) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

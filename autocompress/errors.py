@@ -31,3 +31,21 @@ class LockHeld(UserError):
     """
 
     exit_code = 75
+
+
+class StorageUnavailable(UserError):
+    """The database stayed unreachable past the retries (a server down, a lost network).
+
+    Exit code 75 (EX_TEMPFAIL), as for `LockHeld`: nothing the user wrote is wrong;
+    run again when the database is back.
+    """
+
+    exit_code = 75
+
+
+class TrialAborted(Exception):
+    """A fault (a full disk, say) that failed the running trial and stops the run.
+
+    The trial is recorded FAILED with this message as its `failed_reason`; the run then
+    ends with the message once, not a traceback.
+    """

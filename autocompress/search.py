@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import logging
 import statistics
 import tempfile
@@ -30,7 +32,7 @@ from autocompress.dashboard import (
     save_trial_note,
     set_constraints,
 )
-from autocompress.errors import Unsupported
+from autocompress.errors import TrialAborted, Unsupported
 from autocompress.front import TEACHER_ROLE, compute_front, feasible_complete_trials
 from autocompress.pipeline import Evaluation, evaluate_recipe
 from autocompress.recipe import RECIPE_FIELDS, Recipe
@@ -50,14 +52,48 @@ def directions(metrics: list[str]) -> list[str]:
     return ["maximize" if m in MAXIMIZED else "minimize" for m in metrics]
 
 
-def build_sampler(config: SamplerConfig) -> optuna.samplers.BaseSampler:
+def build_sampler(config: SamplerConfig, start: int = 0) -> optuna.samplers.BaseSampler:
+    """The study's sampler for its `start`-th start (0: the first run of the study).
+
+    The first start uses the study file's seed as it is, so one worker with a fixed seed
+    is reproducible; every later start (a resume, a second worker) derives its own seed
+    from that seed and `start`: with one seed for all, a resume replayed the previous
+    run's first recipes and a second worker the first one's whole sequence.
+    """
+    seed = sampler_seed(config.seed, start)
     if config.name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=config.seed)
+        return optuna.samplers.NSGAIISampler(seed=seed)
     if config.name == "random":
-        return optuna.samplers.RandomSampler(seed=config.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
     with warnings.catch_warnings():  # multivariate/group are "experimental" but long stable
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=config.seed, multivariate=True, group=True)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+
+
+def sampler_seed(seed: int | None, start: int) -> int | None:
+    """`seed` for the first start; a stable 32-bit derivation of (seed, start) after it."""
+    if seed is None or start == 0:
+        return seed
+    digest = hashlib.sha256(f"autocompress-sampler:{seed}:{start}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def earlier_twin(trial: Trial) -> FrozenTrial | None:
+    """An earlier trial of the study that ran (or is running) the same params, if any.
+
+    A retried trial (queued again after its worker died) is meant to repeat its params,
+    and failed trials may be tried again; everything else that a sampler proposes twice
+    is a repeat worth skipping.
+    """
+    if not trial.params:
+        return None
+    if "failed_trial" in trial.study._storage.get_trial_system_attrs(trial._trial_id):
+        return None
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+    for other in trial.study.get_trials(deepcopy=False, states=states):
+        if other.number < trial.number and other.params == trial.params:
+            return other
+    return None
 
 
 def suggest_recipe(trial: Trial, space: dict[str, ParamSpace]) -> Recipe:
@@ -123,6 +159,13 @@ def drops_and_constraints(
     return drops, constraints
 
 
+def pruned(trial: Trial, reason: str) -> optuna.TrialPruned:
+    """The pruned outcome of `trial`, with its reason kept for the table and dashboard."""
+    trial.set_user_attr("pruned_reason", reason)
+    save_trial_note(trial, f"### Trial {trial.number}: pruned\n\n{reason}\n")
+    return optuna.TrialPruned(reason)
+
+
 class Objective:
     """Turns one trial into objective values; unsupported recipes become pruned trials."""
 
@@ -142,14 +185,46 @@ class Objective:
         self.teacher_metrics = teacher_metrics
         self.artifact_store = artifact_store
         self.teacher_parameters = sum(p.numel() for p in teacher.parameters())
+        self.running: Trial | None = None
 
     def __call__(self, trial: Trial) -> list[float]:
+        self.running = trial  # until the next trial: the run may fail while telling it
         try:
             return self._run(trial)
         except KeyboardInterrupt as stop:
             # Optuna fails the trial and stops the study; the table and dashboard say why.
             trial.set_user_attr("failed_reason", f"stopped by {str(stop) or 'SIGINT'}")
             raise
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            reason = (
+                f"disk full: {error.strerror} writing {error.filename or 'a file'}; "
+                f"trial {trial.number} is failed and nothing of it was half-written. Free "
+                "space there and run the same command again"
+            )
+            trial.set_user_attr("failed_reason", reason)
+            raise TrialAborted(reason) from None
+
+    def abandon_running_trial(self, reason: str) -> str:
+        """After the database failed mid-trial: one quick try to fail the trial that was
+        running (without retries: they just ran out); says what became of it."""
+        trial = self.running
+        if trial is None:
+            return "No trial was running."
+        storage = getattr(trial.study._storage, "_inner", trial.study._storage)  # no retries
+        try:
+            state = storage.get_trial(trial._trial_id).state
+            if state == TrialState.RUNNING:
+                storage.set_trial_user_attr(trial._trial_id, "failed_reason", reason)
+                storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+                return f"Trial {trial.number} was marked failed."
+            return f"Trial {trial.number} was recorded as {state.name}."
+        except Exception:  # the database is gone: say what happens instead
+            return (
+                f"Trial {trial.number} could not be marked failed; the next worker to start "
+                "fails it once its heartbeat is older than workers.grace_period_s."
+            )
 
     def _run(self, trial: Trial) -> list[float]:
         config = self.loaded.config
@@ -159,6 +234,14 @@ class Objective:
             recipe = suggest_recipe(trial, self.loaded.space)
         trial.set_user_attr("recipe", recipe.to_dict())
         trial.set_user_attr("recipe_summary", recipe.describe)
+        twin = earlier_twin(trial)
+        if twin is not None:
+            trial.set_user_attr("duplicate_of", twin.number)
+            raise pruned(
+                trial,
+                f"same params as trial {twin.number} ({twin.state.name}): the sampler "
+                "proposed them again; not run twice",
+            )
         with tempfile.TemporaryDirectory(prefix="autocompress-trial-") as workdir:
             try:
                 evaluation = evaluate_recipe(
@@ -173,9 +256,7 @@ class Objective:
                     ),
                 )
             except (Unsupported, optuna.TrialPruned) as reason:
-                trial.set_user_attr("pruned_reason", str(reason))
-                save_trial_note(trial, f"### Trial {trial.number}: pruned\n\n{reason}\n")
-                raise optuna.TrialPruned(str(reason)) from None
+                raise pruned(trial, str(reason)) from None
             artifacts = {
                 name: upload_artifact(
                     artifact_store=self.artifact_store,

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import platform
 import statistics
 import sys
 import tempfile
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 
+from _report import machine_line, replace_section, versions_line  # benchmarks/_report.py
 from optuna.artifacts import download_artifact
 from optuna.trial import TrialState
 
@@ -34,13 +33,11 @@ from autocompress.errors import UserError
 from autocompress.pareto import pareto_front
 from autocompress.passes import apply_precision
 from autocompress.recipe import Recipe
-from autocompress.targets import OnnxRuntimeTarget, machine_fingerprint
+from autocompress.targets import OnnxRuntimeTarget
 from autocompress.targets.measurement import interleaved_rounds
 from autocompress.tasks import build_task
 
 REPO = Path(__file__).resolve().parents[1]
-SECTION_START = "<!-- text_latency:start -->"
-SECTION_END = "<!-- text_latency:end -->"
 
 
 @dataclass
@@ -284,19 +281,14 @@ def write_section(
 ) -> None:
     teacher = candidates[0]
     teacher_f1 = teacher.metrics["f1_macro"]
-    fp = machine_fingerprint()
     lines = [
-        SECTION_START,
         "## Financial text: `fin_sentiment_minilm` (Twitter Financial News, all-MiniLM-L6-v2)",
         "",
         f"Produced by `python benchmarks/text_latency.py` ({len(study.trials)} trials in the "
         "study).",
         "",
-        f"- machine: {fp['cpu_model']}, {fp['logical_cores']} logical cores, flags "
-        f"{', '.join(fp['cpu_flags'])}; {platform.platform()}",
-        f"- versions: python {platform.python_version()}, onnxruntime {version('onnxruntime')}, "
-        f"torch {version('torch')}, transformers {version('transformers')}, "
-        f"optuna {version('optuna')}",
+        machine_line(),
+        versions_line("onnxruntime", "torch", "transformers", "optuna"),
         f"- measurement: onnxruntime CPUExecutionProvider, batch 1, sequence length {seq}, "
         f"intra-op spinning off; {args.rounds} interleaved rounds × {args.repeats} timed runs "
         f"(after {args.warmup} warm-up runs) per candidate and thread count, all in one "
@@ -349,21 +341,9 @@ def write_section(
         "",
         *trial_table(study),
         "",
-        SECTION_END,
     ]
-    replace_section(out, "\n".join(lines))
+    replace_section("text_latency", lines, out)
     print("\n".join(lines))
-
-
-def replace_section(out: Path, section: str) -> None:
-    text = out.read_text() if out.exists() else "# Benchmarks\n\n"
-    if SECTION_START in text and SECTION_END in text:
-        before, rest = text.split(SECTION_START, 1)
-        after = rest.split(SECTION_END, 1)[1]
-        text = before + section + after
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    out.write_text(text)
 
 
 if __name__ == "__main__":

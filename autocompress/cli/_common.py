@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from autocompress.errors import UserError
+from autocompress.errors import TrialAborted, UserError
 
 app = typer.Typer(
     help="AutoML compression search for financial models: prune, distill, quantize, "
@@ -122,7 +122,10 @@ _OPTUNA_TRIAL_LOOP = os.path.join("optuna", "study", "_optimize.py")
 
 
 def _without_stop_traceback(record: logging.LogRecord) -> bool:
-    """Optuna's "trial failed" line for a stop, without the traceback of a clean stop."""
-    if record.exc_info and issubclass(record.exc_info[0] or type(None), KeyboardInterrupt):
+    """Optuna's "trial failed" line for a stop or a recorded fault (a full disk), without
+    the traceback: the command prints what happened once, and the trial keeps the reason."""
+    if record.exc_info and issubclass(
+        record.exc_info[0] or type(None), KeyboardInterrupt | TrialAborted
+    ):
         record.exc_info, record.exc_text = None, None
     return True

@@ -60,7 +60,7 @@ def run(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     log_progress_messages()
     with stoppable(), progress_bar(planned) as (_, callback):
-        result = api.run_study(study_file, **overrides, callbacks=[callback])
+        result = api.run_study(study_file, **overrides, callbacks=[callback], progress=False)
     config = result.loaded.config
     print_front(
         result.front,

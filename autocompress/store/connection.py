@@ -79,13 +79,22 @@ def database_exists(url: str) -> bool:
     return True
 
 
-def optuna_storage(url: str, workers: WorkersConfig | None = None) -> optuna.storages.RDBStorage:
+def optuna_storage(url: str, workers: WorkersConfig | None = None) -> optuna.storages.BaseStorage:
     """Optuna's RDB storage. Pass `workers` where trials run: their heartbeats let the
-    next worker fail and re-queue the trials of a dead one (readers pass nothing)."""
+    next worker fail and re-queue the trials of a dead one, and every call rides out a
+    database that blinks for up to `workers.db_retry_s` (readers pass nothing).
+
+    Optuna creates its tables on first use: that runs under the setup lock, so workers
+    started together on a fresh database do not race in `CREATE TABLE`.
+    """
     import optuna
 
+    from autocompress.store.resilience import resilient_storage
+    from autocompress.store.setup_lock import setup_lock
+
     if workers is None:
-        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+        with setup_lock(url):
+            return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
     with warnings.catch_warnings():  # experimental since Optuna 2.8; the interface we use is stable
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         retry = (
@@ -93,10 +102,12 @@ def optuna_storage(url: str, workers: WorkersConfig | None = None) -> optuna.sto
             if workers.max_retry > 0
             else None
         )
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs={"pool_pre_ping": True},
-            heartbeat_interval=workers.heartbeat_interval_s,
-            grace_period=workers.grace_period_s,
-            heartbeat_stale_trial_callback=retry,
-        )
+        with setup_lock(url):
+            storage = optuna.storages.RDBStorage(
+                url,
+                engine_kwargs={"pool_pre_ping": True},
+                heartbeat_interval=workers.heartbeat_interval_s,
+                grace_period=workers.grace_period_s,
+                heartbeat_stale_trial_callback=retry,
+            )
+    return resilient_storage(storage, workers.db_retry_s)

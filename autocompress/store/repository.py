@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import os
+import socket
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from autocompress.errors import UserError
 from autocompress.store.connection import make_engine, safe_url
+from autocompress.store.resilience import DEFAULT_RETRY_S, retry_transient
 from autocompress.store.schema import (
     SCHEMA_VERSION,
     Base,
@@ -20,9 +23,16 @@ from autocompress.store.schema import (
     FrontMemberRow,
     FrontSnapshot,
     SchemaVersion,
+    WorkerStart,
 )
+from autocompress.store.setup_lock import setup_lock
 
 logger = logging.getLogger("autocompress")
+
+
+def default_worker() -> str:
+    """host/pid: says where a worker ran."""
+    return f"{socket.gethostname()}/{os.getpid()}"
 
 
 @dataclass(frozen=True)
@@ -37,17 +47,22 @@ class SnapshotView:
 class Store:
     """autocompress's tables in the study database (created on first use)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, retry_s: float = DEFAULT_RETRY_S) -> None:
         self.url = url
+        self.retry_s = retry_s
         self.engine = make_engine(url)
-        Base.metadata.create_all(self.engine)
+        with setup_lock(url):  # workers started together must not race in CREATE TABLE
+            Base.metadata.create_all(self.engine)
+            self._stamp_version()
+
+    def _stamp_version(self) -> None:
         with Session(self.engine) as session, session.begin():
             row = session.scalar(select(SchemaVersion))
             if row is None:
                 session.add(SchemaVersion(id=1, version=SCHEMA_VERSION))
             elif row.version > SCHEMA_VERSION:
                 raise UserError(
-                    f"storage: {safe_url(url)} holds autocompress schema "
+                    f"storage: {safe_url(self.url)} holds autocompress schema "
                     f"v{row.version}, newer than this version understands "
                     f"(v{SCHEMA_VERSION}); upgrade autocompress"
                 )
@@ -55,11 +70,20 @@ class Store:
                 # Every version so far only adds tables, which create_all just made.
                 logger.info(
                     "storage: upgraded %s from autocompress schema v%d to v%d",
-                    safe_url(url),
+                    safe_url(self.url),
                     row.version,
                     SCHEMA_VERSION,
                 )
                 row.version = SCHEMA_VERSION
+
+    def _write(self, operation: str, rows: Callable[[], list[Base]]) -> None:
+        """Add `rows()` in one transaction, retried while the database blinks."""
+
+        def attempt() -> None:
+            with Session(self.engine) as session, session.begin():
+                session.add_all(rows())
+
+        retry_transient(attempt, operation, self.retry_s)
 
     def record_front(
         self,
@@ -68,8 +92,9 @@ class Store:
         n_complete_trials: int,
         members: Sequence[dict[str, Any]],
     ) -> None:
-        with Session(self.engine) as session, session.begin():
-            session.add(
+        self._write(
+            "record_front",
+            lambda: [
                 FrontSnapshot(
                     study_name=study_name,
                     after_trial_number=after_trial_number,
@@ -81,7 +106,8 @@ class Store:
                         for m in members
                     ],
                 )
-            )
+            ],
+        )
 
     def latest_front(self, study_name: str) -> SnapshotView | None:
         with Session(self.engine) as session:
@@ -108,8 +134,9 @@ class Store:
     def record_export(
         self, study_name: str, trial_number: int, policy: str, path: str, manifest_sha256: str
     ) -> None:
-        with Session(self.engine) as session, session.begin():
-            session.add(
+        self._write(
+            "record_export",
+            lambda: [
                 ExportRecord(
                     study_name=study_name,
                     trial_number=trial_number,
@@ -117,7 +144,8 @@ class Store:
                     path=path,
                     manifest_sha256=manifest_sha256,
                 )
-            )
+            ],
+        )
 
     def exports(self, study_name: str) -> list[ExportRecord]:
         with Session(self.engine, expire_on_commit=False) as session:
@@ -128,6 +156,24 @@ class Store:
                     .order_by(ExportRecord.id)
                 )
             )
+
+    def register_worker_start(self, study_name: str, seed: int | None) -> int:
+        """Record that a worker starts (or resumes) `study_name`; returns how many starts
+        came before this one (0 for the study's first). The database numbers the rows,
+        so two workers starting at the same moment get different answers."""
+
+        def attempt() -> int:
+            with Session(self.engine) as session, session.begin():
+                row = WorkerStart(study_name=study_name, seed=seed, worker=default_worker())
+                session.add(row)
+                session.flush()
+                return session.scalar(
+                    select(func.count())
+                    .select_from(WorkerStart)
+                    .where(WorkerStart.study_name == study_name, WorkerStart.id < row.id)
+                )
+
+        return retry_transient(attempt, "register_worker_start", self.retry_s)
 
     def close(self) -> None:
         self.engine.dispose()

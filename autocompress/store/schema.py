@@ -9,6 +9,8 @@ start from.
 v1: front snapshots and members, exports.
 v2: model versions, audit log, locks. Only new tables, so `create_all` upgrades a v1
     database in place (`Store` then records the new version).
+v3: worker starts (each start or resume of a study gets its own sampler seed). A new
+    table only, so `create_all` upgrades v1 and v2 in place.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def utcnow() -> datetime:
@@ -113,6 +115,22 @@ class ExportRecord(Base):
     path: Mapped[str] = mapped_column(String(4096))
     manifest_sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class WorkerStart(Base):
+    """One start (or resume) of a study by one worker, numbered by the database.
+
+    The k-th start of a study samples with a seed derived from the study's seed and k,
+    so a resumed run, or a second worker, does not replay the first one's sequence.
+    """
+
+    __tablename__ = "autocompress_worker_starts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_name: Mapped[str] = mapped_column(String(512), index=True)
+    seed: Mapped[int | None] = mapped_column(Integer)
+    worker: Mapped[str] = mapped_column(String(512))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class ModelStatus(StrEnum):

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from autocompress.atomic import atomic_directory
-from autocompress.errors import Unsupported
+from autocompress.errors import Unsupported, UserError
 from autocompress.tasks.metrics import classification_metrics
 from autocompress.training import FitSettings, random_batches
 
@@ -53,9 +53,13 @@ class Task(ABC):
                 self._teacher = self._load_teacher(folder)
             else:
                 self._teacher = self._train_teacher()
-                if not folder.exists():  # another worker may have cached it meanwhile
+                try:
                     with atomic_directory(folder) as staging:
                         self._save_teacher(self._teacher, staging)
+                except (UserError, OSError):
+                    if not folder.is_dir():  # not another worker's complete cache: a fault
+                        raise
+                    logger.info("another worker cached the teacher meanwhile: %s", folder)
         return self._teacher
 
     cache_prefix: str = "task"
