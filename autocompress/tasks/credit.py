@@ -2,6 +2,9 @@
 
 The teacher is an MLP over one-hot categoricals and standardised numerics. The
 preprocessing is fitted on the training split only and ships with every export.
+Numeric cells must be empty or finite numbers (checked when the task is built, before
+a study or cache is written); empty ones get the training mean, empty categorical
+cells the category "(missing)" (see preprocessing.py).
 """
 
 from __future__ import annotations
@@ -236,7 +239,8 @@ _SHOWN_COLUMNS = 3
 def _column_kinds(
     features: pd.DataFrame, data: DataConfig, path: Path, where: Callable[[str], str] = str
 ) -> tuple[pd.DataFrame, list[str]]:
-    """The features with numeric columns as floats, and the categorical columns.
+    """The features (a text column whose cells are all numbers becomes floats), and
+    the categorical columns; refuses bad cells before anything is written.
 
     Columns in `task.data.categorical` are categories whatever they hold. Any other
     column is numeric if pandas read it as numbers, or if at least `MOSTLY_NUMERIC` of
@@ -253,7 +257,6 @@ def _column_kinds(
                 f"columns are: {', '.join(features.columns)}"
             )
     features = features.copy()
-    categorical: list[str] = []
     text: list[str] = []
     bad: dict[str, pd.Index] = {}  # column -> index labels of its bad cells
     for column in features.columns:
@@ -269,26 +272,26 @@ def _column_kinds(
         present = values.notna()
         numbers = pd.to_numeric(values[present], errors="coerce")
         if present.any() and numbers.notna().mean() >= MOSTLY_NUMERIC:
-            wrong = numbers.isna() | np.isinf(numbers.to_numpy(dtype="float64"))
+            floats = numbers.to_numpy(dtype="float64", na_value=np.nan)
+            wrong = ~np.isfinite(floats)  # not a number, or infinite
             if wrong.any():
-                bad[column] = numbers.index[wrong.to_numpy()]
+                bad[column] = numbers.index[wrong]
             else:  # all numbers, in a form pandas did not read as such (e.g. " 12")
-                features[column] = pd.to_numeric(values, errors="coerce").astype("float64")
+                features[column] = pd.Series(np.nan, index=values.index, dtype="float64")
+                features.loc[numbers.index, column] = floats
         else:
             text.append(column)
     if bad:
         raise UserError(_bad_cells_message(bad, features, path, where))
     if declared is None:
-        categorical = text
-    elif text:
+        return features, text
+    if text:
         raise UserError(
             f"{where('task.data.categorical')}: columns {text} of {path} are not "
             "numeric; add them to task.data.categorical or drop them with "
             "task.data.drop_columns"
         )
-    else:
-        categorical = list(declared)
-    return features, categorical
+    return features, list(declared)
 
 
 def _bad_cells_message(
