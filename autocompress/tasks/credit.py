@@ -2,10 +2,14 @@
 
 The teacher is an MLP over one-hot categoricals and standardised numerics. The
 preprocessing is fitted on the training split only and ships with every export.
+Numeric cells must be empty or finite numbers (checked when the task is built, before
+a study or cache is written); empty ones get the training mean, empty categorical
+cells the category "(missing)" (see preprocessing.py).
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 from collections.abc import Callable
@@ -49,8 +53,8 @@ class CreditTask(Task):
         self.data_file = resolve_data_file(data.path, key=where("task.data.path"))
         frame = _read_csv(self.data_file, where)
         features, labels = _split_label(frame, data, self.data_file, where)
+        features, categorical = _column_kinds(features, data, self.data_file, where)
         self.splits = _stratified_splits(features, labels, data, where)
-        categorical = _categorical_columns(features, data, self.data_file, where)
         self.preprocessor = TabularPreprocessor.fit(self.splits["train"][0], categorical)
         self._arrays = {
             name: self.preprocessor.transform(x) for name, (x, _) in self.splits.items()
@@ -226,29 +230,115 @@ def _split_label(
     return features, labels
 
 
-def _categorical_columns(
+# A text column is numeric with a few bad cells when at least this share of its
+# non-empty cells are numbers; below it, it is a categorical (text) column.
+MOSTLY_NUMERIC = 0.9
+_SHOWN_COLUMNS = 3
+
+
+def _column_kinds(
     features: pd.DataFrame, data: DataConfig, path: Path, where: Callable[[str], str] = str
-) -> list[str]:
-    if data.categorical is None:
-        return [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
-    missing = [c for c in data.categorical if c not in features.columns]
-    if missing:
+) -> tuple[pd.DataFrame, list[str]]:
+    """The features (a text column whose cells are all numbers becomes floats), and
+    the categorical columns; refuses bad cells before anything is written.
+
+    Columns in `task.data.categorical` are categories whatever they hold. Any other
+    column is numeric if pandas read it as numbers, or if at least `MOSTLY_NUMERIC` of
+    its non-empty cells are numbers; every cell of a numeric column must then be empty
+    or a finite number (one `UserError` names the bad ones). Other text columns are
+    categorical when `task.data.categorical` is unset, and refused when it is set.
+    """
+    declared = data.categorical
+    if declared is not None:
+        missing = [c for c in declared if c not in features.columns]
+        if missing:
+            raise UserError(
+                f"{where('task.data.categorical')}: {missing} not feature columns of {path}; "
+                f"columns are: {', '.join(features.columns)}"
+            )
+    features = features.copy()
+    text: list[str] = []
+    bad: dict[str, pd.Index] = {}  # column -> index labels of its bad cells
+    for column in features.columns:
+        if declared is not None and column in declared:
+            continue
+        values = features[column]
+        if pd.api.types.is_numeric_dtype(values):
+            if pd.api.types.is_float_dtype(values):
+                infinite = np.isinf(values.to_numpy(dtype="float64"))
+                if infinite.any():
+                    bad[column] = values.index[infinite]
+            continue
+        present = values.notna()
+        numbers = pd.to_numeric(values[present], errors="coerce")
+        if present.any() and numbers.notna().mean() >= MOSTLY_NUMERIC:
+            floats = numbers.to_numpy(dtype="float64", na_value=np.nan)
+            wrong = ~np.isfinite(floats)  # not a number, or infinite
+            if wrong.any():
+                bad[column] = numbers.index[wrong]
+            else:  # all numbers, in a form pandas did not read as such (e.g. " 12")
+                features[column] = pd.Series(np.nan, index=values.index, dtype="float64")
+                features.loc[numbers.index, column] = floats
+        else:
+            text.append(column)
+    if bad:
+        raise UserError(_bad_cells_message(bad, features, path, where))
+    if declared is None:
+        return features, text
+    if text:
         raise UserError(
-            f"{where('task.data.categorical')}: {missing} not feature columns of {path}; "
-            f"columns are: {', '.join(features.columns)}"
-        )
-    non_numeric = [
-        c
-        for c in features.columns
-        if c not in data.categorical and not pd.api.types.is_numeric_dtype(features[c])
-    ]
-    if non_numeric:
-        raise UserError(
-            f"{where('task.data.categorical')}: columns {non_numeric} of {path} are not "
+            f"{where('task.data.categorical')}: columns {text} of {path} are not "
             "numeric; add them to task.data.categorical or drop them with "
             "task.data.drop_columns"
         )
-    return list(data.categorical)
+    return features, list(declared)
+
+
+def _bad_cells_message(
+    bad: dict[str, pd.Index], features: pd.DataFrame, path: Path, where: Callable[[str], str]
+) -> str:
+    lines, header, records = _csv_records(path, len(features))
+    parts = []
+    for column, rows in list(bad.items())[:_SHOWN_COLUMNS]:
+        first = int(rows[0])
+        line = lines[first] if lines else first + 2
+        value = features[column].loc[first]
+        if records and column in header:
+            record = records[first]
+            position = header.index(column)
+            value = record[position] if position < len(record) else value
+        count = f"{len(rows)} bad cell{'s' if len(rows) > 1 else ''}"
+        parts.append(f"column {column!r} has {count} (e.g. line {line}: {str(value)!r})")
+    if len(bad) > _SHOWN_COLUMNS:
+        parts.append(f"and {len(bad) - _SHOWN_COLUMNS} more columns")
+    return (
+        f"{where('task.data.path')}: {path}: numeric cells that are not finite numbers: "
+        f"{', '.join(parts)}; fix or remove those rows (write numbers like 1234.5, "
+        "or leave the cell empty), or list the column in task.data.categorical if it "
+        "is really a category"
+    )
+
+
+def _csv_records(path: Path, rows: int) -> tuple[list[int], list[str], list[list[str]]]:
+    """Each data record's first line (the header is line 1), the header and the records.
+
+    Read again with the csv module, only to word a message; empty ([], if the file is
+    read differently than pandas read it) when its records do not match pandas's rows.
+    """
+    try:
+        with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+            reader = csv.reader(handle)
+            starts, records, end = [], [], 0
+            for record in reader:
+                start, end = end + 1, reader.line_num
+                if record:  # pandas skips blank lines
+                    starts.append(start)
+                    records.append(record)
+    except (OSError, csv.Error):
+        return [], [], []
+    if len(records) != rows + 1:
+        return [], [], []
+    return starts[1:], records[0], records[1:]
 
 
 def _stratified_splits(
