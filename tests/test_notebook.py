@@ -29,13 +29,18 @@ WHICH_PYTHON = "import sys; print(sys.executable)"
 TOOL_CACHES = ("__pycache__/", ".pytest_cache/", ".ruff_cache/")
 
 
-def test_committed_notebook_has_no_outputs() -> None:
+def test_committed_notebook_is_stored_executed() -> None:
+    """A reader who opens the notebook sees results: every code cell was run, in order,
+    and the table and the plot are there (`jupyter execute --inplace` refreshes them)."""
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     nbformat.validate(notebook)
     assert notebook.metadata.kernelspec.name == "python3"
-    for cell in notebook.cells:
-        if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert [cell.execution_count for cell in code] == list(range(1, len(code) + 1))
+    outputs = [output for cell in code for output in cell.outputs]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs)
+    assert any('class="dataframe"' in o.get("data", {}).get("text/html", "") for o in outputs)
 
 
 def test_quickstart_runs_and_leaves_the_repository_clean(
