@@ -211,6 +211,7 @@ class Registry:
 
         `head` (e.g. from `--head ID:SHA`) is checked instead of the anchor file.
         """
+        versions = None if versions is None else list(versions)
         with Session(self._existing()) as session:
             entries = [
                 AuditEntry.from_row(row)
@@ -218,7 +219,7 @@ class Registry:
             ]
             query = select(ModelVersionRow.__table__).order_by(ModelVersionRow.version)
             if versions is not None:
-                query = query.where(ModelVersionRow.version.in_(list(versions)))
+                query = query.where(ModelVersionRow.version.in_(versions))
             rows = [dict(row) for row in session.execute(query).mappings()]
         problems = []
         if chain_break := audit.find_break(entries):

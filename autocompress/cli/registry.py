@@ -289,7 +289,8 @@ def _print_audit(entries: list[AuditEntry], title: str) -> None:
             escape(e.model),
             "" if e.version is None else str(e.version),
             escape(e.reason) or "-",
-            escape(json.dumps(e.details)),
+            # The row digest is for `audit --verify` (and --json), not for reading.
+            escape(json.dumps({k: v for k, v in e.details.items() if k != "row_sha256"})),
         )
     console.print(table)
 
