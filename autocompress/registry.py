@@ -9,15 +9,21 @@ and an append-only audit log of who did what, when and why.
 
 A version pins an export folder by its manifest (hash and file list), so a file edited
 after registration is named and refused. Every change is written with its audit
-entries in one transaction. Reading never creates a database; nothing here imports
-optuna or torch.
+entries in one transaction; each entry that changes a version records a digest of its
+row, so a row rewritten in the database is caught too. After each write the new head
+of the audit chain is appended to an anchor file kept outside the database (default:
+beside a SQLite file; `anchor=` or `$AUTOCOMPRESS_REGISTRY_ANCHOR` otherwise), so
+deleting the newest entries is caught. `promote`, `rollback`, `register` and `load`
+refuse while any of this fails to verify. Reading never creates a database; nothing
+here imports optuna or torch.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,26 +31,27 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import yaml
-from sqlalchemy import inspect, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import func, inspect, select
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from autocompress.errors import UserError, VerificationError
 from autocompress.manifest import MANIFEST, differences, file_sha256, manifest_files, verify
 from autocompress.store import audit
-from autocompress.store.audit import AuditEntry, default_actor
+from autocompress.store.audit import ANCHOR_VARIABLE, AuditEntry, Head, default_actor
 from autocompress.store.connection import check_reachable, database_exists, make_engine, safe_url
 from autocompress.store.repository import Store
 from autocompress.store.schema import AuditRow, ModelStatus, ModelVersionRow, utcnow
 
-__all__ = ["AuditEntry", "ModelStatus", "ModelVersion", "Registry", "Rollback"]
+__all__ = ["AuditEntry", "Head", "Integrity", "ModelStatus", "ModelVersion", "Registry", "Rollback"]
 
 T = TypeVar("T")
 logger = logging.getLogger("autocompress")
 # Concurrent writers collide on the audit chain's unique head (or the one-champion
 # index); the loser's transaction rolls back and is simply run again on fresh state.
 WRITE_ATTEMPTS = 5
+ANCHOR_SUFFIX = ".registry-anchor.txt"
 
 
 @dataclass(frozen=True)
@@ -100,11 +107,49 @@ class Rollback:
     restored: ModelVersion
 
 
-class Registry:
-    """The registry tables in a database given by SQLAlchemy URL (SQLite or PostgreSQL)."""
+@dataclass(frozen=True)
+class Integrity:
+    """What `Registry.integrity` checked, and every problem it found."""
 
-    def __init__(self, url: str) -> None:
+    entries: int
+    head: Head | None  # the chain's newest entry now
+    matching: list[int]  # versions whose row matches its audit digest
+    not_covered: list[int]  # versions last changed before digests were recorded
+    anchor: str  # what the head was checked against, in words
+    problems: list[str]
+
+
+def default_anchor(url: str) -> Path | None:
+    """`$AUTOCOMPRESS_REGISTRY_ANCHOR`, else `DB.registry-anchor.txt` beside a SQLite
+    database file, else None (PostgreSQL, in-memory SQLite): no file anchor."""
+    if chosen := os.environ.get(ANCHOR_VARIABLE, "").strip():
+        return Path(chosen)
+    try:
+        parsed = make_url(url)
+    except Exception:  # not a URL: `make_engine` says so when it is used
+        return None
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return None
+    if database.startswith("file:"):
+        return None
+    path = Path(database)
+    return path.with_name(path.name + ANCHOR_SUFFIX)
+
+
+class Registry:
+    """The registry tables in a database given by SQLAlchemy URL (SQLite or PostgreSQL).
+
+    `anchor`: the file the audit chain's head is appended to after every write and
+    checked against before promote, rollback, register and load (see `default_anchor`).
+    """
+
+    def __init__(self, url: str, *, anchor: str | Path | None = None) -> None:
         self.url = url
+        self._anchor_given = anchor is not None
+        self.anchor = Path(anchor) if anchor is not None else default_anchor(url)
+        # The head written by this registry's last write, for the CLI to print.
+        self.last_head: Head | None = None
         self._engine: Engine | None = None
         self._has_tables = False
 
@@ -158,18 +203,66 @@ class Registry:
         with Session(self._existing()) as session:
             return [AuditEntry.from_row(row) for row in session.scalars(query)]
 
-    def verify_audit(self) -> int:
-        """Check the whole hash chain; raises `VerificationError` naming the first bad
-        entry. Returns the number of entries checked."""
-        entries = self.audit()
-        if problem := audit.find_break(entries):
-            raise VerificationError(f"audit log in {safe_url(self.url)}: {problem}")
-        return len(entries)
+    def integrity(
+        self, head: Head | None = None, *, versions: Iterable[int] | None = None
+    ) -> Integrity:
+        """Check the hash chain, the anchored head(s) and the version rows (all, or
+        only `versions`) against the audit log; every problem found is listed.
+
+        `head` (e.g. from `--head ID:SHA`) is checked instead of the anchor file.
+        """
+        versions = None if versions is None else list(versions)
+        with Session(self._existing()) as session:
+            entries = [
+                AuditEntry.from_row(row)
+                for row in session.scalars(select(AuditRow).order_by(AuditRow.id))
+            ]
+            query = select(ModelVersionRow.__table__).order_by(ModelVersionRow.version)
+            if versions is not None:
+                query = query.where(ModelVersionRow.version.in_(versions))
+            rows = [dict(row) for row in session.execute(query).mappings()]
+        problems = []
+        if chain_break := audit.find_break(entries):
+            problems.append(chain_break)
+        heads, anchor = self._anchored_heads(head)
+        if heads and (missing := audit.find_anchor_problem(entries, heads, anchor)):
+            problems.append(missing)
+        checked = audit.find_row_problems(rows, entries, versions)
+        problems += checked.problems
+        last = entries[-1] if entries else None
+        return Integrity(
+            entries=len(entries),
+            head=None if last is None else Head(last.id, last.entry_sha256, len(entries)),
+            matching=checked.matching,
+            not_covered=checked.not_covered,
+            anchor=anchor or "no anchor",
+            problems=problems,
+        )
+
+    def verify(self, head: Head | None = None) -> Integrity:
+        """`integrity()`, raising `VerificationError` listing every problem found."""
+        if head is None and self._anchor_given and self.anchor and not self.anchor.is_file():
+            raise UserError(
+                f"anchor {self.anchor}: no such file; pass the file the registry's writes "
+                "appended their heads to, or --head ID:SHA"
+            )
+        found = self.integrity(head)
+        if found.problems:
+            raise VerificationError(
+                f"audit log in {safe_url(self.url)}: " + "\n  ".join(found.problems)
+            )
+        return found
+
+    def verify_audit(self, head: Head | None = None) -> int:
+        """`verify()`: the chain, the anchored head and every version row; raises
+        `VerificationError` naming each problem. Returns the number of entries checked."""
+        return self.verify(head).entries
 
     def load(self, version: int, *, actor: str | None = None) -> Path:
         """The export folder of `version`, after checking every file against the manifest
         recorded at registration. A refusal is written to the audit log."""
         found = self.get(version)
+        self._intact("load", [version])
         self._verified(found, "load", actor or default_actor())
         return found.export_dir
 
@@ -199,6 +292,7 @@ class Registry:
             raise UserError("model: an empty name; give --model NAME")
         files, digest = manifest_files(folder), file_sha256(folder / MANIFEST)
         self._create_tables()
+        self._intact("register", [])
 
         def work(session: Session) -> ModelVersion:
             same = session.scalar(
@@ -247,6 +341,8 @@ class Registry:
         candidate = self.get(version)
         if candidate.status is ModelStatus.CHAMPION:
             raise _already_champion(candidate)
+        champion = self.champion(candidate.model)
+        self._intact("promote", [version] + ([champion.version] if champion else []))
         self._verified(candidate, "promote", actor)
 
         def work(session: Session) -> ModelVersion:
@@ -295,6 +391,7 @@ class Registry:
                 "changed. Promote another version instead: "
                 "`autocompress registry promote VERSION`"
             )
+        self._intact("rollback", [current.version, previous.version])
         self._verified(previous, "rollback", actor)
 
         def work(session: Session) -> Rollback:
@@ -353,12 +450,16 @@ class Registry:
         )
 
     def _write(self, work: Callable[[Session], T]) -> T:
-        """Run `work` in one transaction; a collision with another writer runs it again."""
+        """Run `work` in one transaction; a collision with another writer runs it again.
+        After the commit, the new head of the audit chain is anchored."""
         engine = self._existing()
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
-                with Session(engine, expire_on_commit=False) as session, session.begin():
-                    return work(session)
+                with Session(engine, expire_on_commit=False) as session:
+                    with session.begin():
+                        result = work(session)
+                        head = _head_written(session)
+                    break
             except IntegrityError as error:
                 logger.debug("registry: another writer got there first (%s); again", error)
                 if attempt == WRITE_ATTEMPTS:
@@ -367,7 +468,50 @@ class Registry:
                         f"registry in {safe_url(self.url)}: other writers kept changing it "
                         f"({reason}); nothing was changed, try again"
                     ) from None
-        raise AssertionError("unreachable")
+        if head is not None:
+            self._anchor_head(head)
+        return result
+
+    def _anchor_head(self, head: Head) -> None:
+        """Append the committed head to the anchor file (if any); the CLI prints it."""
+        self.last_head = head
+        if self.anchor is None:
+            return
+        try:
+            audit.append_anchor(self.anchor, audit.anchor_line(head, where=safe_url(self.url)))
+        except OSError as error:
+            raise UserError(
+                f"the change was committed (audit head {head}), but the anchor "
+                f"{self.anchor} could not be written ({error}); append that head to it "
+                "by hand, or fix the path and run `autocompress registry audit --verify`"
+            ) from None
+
+    def _anchored_heads(self, given: Head | None) -> tuple[list[Head], str]:
+        """The heads to check the chain against, and where they came from."""
+        if given is not None:
+            return [given], f"the head given ({given.id}:{given.entry_sha256[:12]}...)"
+        if self.anchor is None:
+            return [], ""
+        if not self.anchor.is_file():
+            return [], f"no anchor file yet at {self.anchor}"
+        try:
+            heads = audit.read_anchor(self.anchor)
+        except (OSError, UnicodeDecodeError) as error:
+            raise UserError(f"anchor {self.anchor}: cannot read it ({error})") from None
+        return heads, f"the anchor {self.anchor}"
+
+    def _intact(self, attempted: str, versions: list[int]) -> None:
+        """Refuse (`VerificationError`) unless the chain verifies, holds the anchored
+        head, and the rows of `versions` match their audit digests. Not recorded in
+        the log: it is the log (or rows it covers) that cannot be trusted."""
+        found = self.integrity(versions=versions)
+        if found.problems:
+            raise VerificationError(
+                f"{attempted} refused: the registry in {safe_url(self.url)} failed "
+                "verification: " + "\n  ".join(found.problems) + "\nnothing was changed; "
+                "restore the database from a backup, and see "
+                "`autocompress registry audit --verify`"
+            )
 
     def _row(self, session: Session, version: int) -> ModelVersionRow:
         row = session.get(ModelVersionRow, version)
@@ -414,7 +558,8 @@ class Registry:
                     actor=actor,
                 )
             )
-            raise VerificationError(f"{attempted} refused: {error}") from None
+            recorded = f"\nrecorded in the audit log; its head is now {self.last_head}"
+            raise VerificationError(f"{attempted} refused: {error}{recorded}") from None
 
 
 def check_files(version: ModelVersion) -> None:
@@ -448,9 +593,18 @@ def _record(
     reason: str,
     actor: str,
 ) -> None:
-    """Audit entries (action, version, details) for one change, in its transaction."""
+    """Audit entries (action, version, details) for one change, in its transaction.
+
+    An entry that changes a version records the digest of its row as stored now.
+    """
+    session.flush()
     for action, version, details in events:
-        audit.append(
+        if action not in audit.LEAVES_ROW:
+            stored = session.execute(
+                select(ModelVersionRow.__table__).where(ModelVersionRow.version == version)
+            ).mappings()
+            details = {**details, audit.ROW_DIGEST: audit.row_digest(stored.one())}
+        session.info["audit_head"] = audit.append(
             session,
             actor=actor,
             action=action,
@@ -459,6 +613,15 @@ def _record(
             reason=reason,
             details=details,
         )
+
+
+def _head_written(session: Session) -> Head | None:
+    """The head this transaction appended (with the chain's length), or None."""
+    row = session.info.get("audit_head")
+    if row is None:
+        return None
+    count = session.scalar(select(func.count()).select_from(AuditRow))
+    return Head(row.id, row.entry_sha256, count)
 
 
 def _champion_row(session: Session, model: str) -> ModelVersionRow | None:

@@ -1,7 +1,10 @@
 """`autocompress registry`: list, show, register, promote, roll back, audit.
 
 The same `Registry` methods as the Python API. Reading commands never create a
-database; a version whose files changed is refused (exit 1) with the file named.
+database; a version whose files changed is refused (exit 1) with the file named, and
+so is any change while the audit log, its anchored head or a version row fails to
+verify. Every write prints the audit log's new head (ID:SHA256) and appends it to the
+anchor file, if there is one.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from autocompress.cli._common import app, console, user_errors
 from autocompress.config import DEFAULT_STORAGE_URL
 
 if TYPE_CHECKING:
-    from autocompress.registry import AuditEntry, Registry
+    from autocompress.registry import AuditEntry, Head, Registry
 
 registry_app = typer.Typer(
     help="Model registry: versions of exports, one champion per model, rollback in one "
@@ -36,6 +39,15 @@ Storage = Annotated[
 Model = Annotated[str | None, typer.Option("--model", help="Registry model name")]
 Reason = Annotated[str, typer.Option("--reason", help="Why; kept in the audit log")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON")]
+Anchor = Annotated[
+    Path | None,
+    typer.Option(
+        "--anchor",
+        help="File the audit log's head is appended to after each write and checked "
+        "against (default: $AUTOCOMPRESS_REGISTRY_ANCHOR, else DB.registry-anchor.txt "
+        "beside a SQLite file; PostgreSQL has none unless given)",
+    ),
+]
 NUMERIC = {"version", "trial", "accuracy", "f1", "p50 ms"}
 Version = Annotated[int, typer.Argument(help="Version number (see `autocompress registry list`)")]
 
@@ -106,9 +118,10 @@ def register(
     model: Model = None,
     reason: Reason = "",
     storage: Storage = DEFAULT_STORAGE_URL,
+    anchor: Anchor = None,
 ) -> None:
     """Add a verified export folder as a candidate version (model: its study's name)."""
-    with _registry(storage) as registry:
+    with _registry(storage, anchor) as registry:
         added = registry.register(export_dir, model=model, reason=reason)
     console.print(
         f"registered {escape(str(added.export_dir))} as version [bold]{added.version}[/] of "
@@ -116,13 +129,20 @@ def register(
         f"autocompress registry promote {added.version}",
         soft_wrap=True,
     )
+    _print_head(registry)
 
 
 @registry_app.command()
 @user_errors
-def promote(version: Version, reason: Reason = "", storage: Storage = DEFAULT_STORAGE_URL) -> None:
-    """Make a version its model's champion (files verified first; the old one retires)."""
-    with _registry(storage) as registry:
+def promote(
+    version: Version,
+    reason: Reason = "",
+    storage: Storage = DEFAULT_STORAGE_URL,
+    anchor: Anchor = None,
+) -> None:
+    """Make a version its model's champion (files and audit log verified first; the old
+    one retires)."""
+    with _registry(storage, anchor) as registry:
         replaced = None
         current = registry.get(version)
         if (champion := registry.champion(current.model)) is not None:
@@ -133,20 +153,26 @@ def promote(version: Version, reason: Reason = "", storage: Storage = DEFAULT_ST
         f"version [bold]{promoted.version}[/] is now the champion of "
         f"'{escape(promoted.model)}'{after}"
     )
+    _print_head(registry)
 
 
 @registry_app.command()
 @user_errors
 def rollback(
-    model: Model = None, reason: Reason = "", storage: Storage = DEFAULT_STORAGE_URL
+    model: Model = None,
+    reason: Reason = "",
+    storage: Storage = DEFAULT_STORAGE_URL,
+    anchor: Anchor = None,
 ) -> None:
-    """Withdraw the champion and restore the previous one, in one step."""
-    with _registry(storage) as registry:
+    """Withdraw the champion and restore the previous one, in one step (audit log
+    verified first)."""
+    with _registry(storage, anchor) as registry:
         done = registry.rollback(model, reason=reason)
     console.print(
         f"rolled back '{escape(done.restored.model)}': version {done.withdrawn.version} is "
         f"rolled_back, version [bold]{done.restored.version}[/] is the champion again"
     )
+    _print_head(registry)
 
 
 @registry_app.command("audit")
@@ -154,32 +180,96 @@ def rollback(
 def audit_log(
     model: Model = None,
     verify: Annotated[
-        bool, typer.Option("--verify", help="Check the hash chain; exit 1 naming a bad entry")
+        bool,
+        typer.Option(
+            "--verify",
+            help="Check the hash chain, the anchored head and every version row; exit 1 "
+            "naming each problem",
+        ),
     ] = False,
     storage: Storage = DEFAULT_STORAGE_URL,
+    anchor: Anchor = None,
+    head: Annotated[
+        str | None,
+        typer.Option(
+            "--head",
+            metavar="ID:SHA256",
+            help="With --verify: a head printed by an earlier write, checked instead of "
+            "the anchor file",
+        ),
+    ] = None,
     as_json: Json = False,
 ) -> None:
-    """Print the audit log (who, when, what, why); --verify checks its hash chain."""
-    with _registry(storage) as registry:
+    """Print the audit log (who, when, what, why); --verify checks its hash chain, that
+    it still holds the anchored head, and that every version row matches it."""
+    given = _head(head) if head is not None else None
+    with _registry(storage, anchor) as registry:
         entries = registry.audit(model=model)
-        checked = registry.verify_audit() if verify else None
+        checked = registry.verify(given) if verify else None
     if as_json:
         _print_json([e.to_dict() for e in entries])
     else:
         _print_audit(entries, "registry audit log")
     if checked is not None:
-        console.print(f"[green]OK[/] audit hash chain intact ({checked} entries)")
+        console.print(f"[green]OK[/] audit hash chain intact ({checked.entries} entries)")
+        uncovered = ""
+        if checked.not_covered:
+            listed = ", ".join(str(v) for v in checked.not_covered)
+            uncovered = (
+                f"; {len(checked.not_covered)} not covered (last changed before row "
+                f"digests were recorded: versions {listed})"
+            )
+        console.print(
+            f"[green]OK[/] version rows: {len(checked.matching)} match the audit log"
+            f"{escape(uncovered)}",
+            soft_wrap=True,
+        )
+        if checked.anchor.startswith("the "):
+            where = f"holds {escape(checked.anchor)}"
+            console.print(f"[green]OK[/] chain {where}", soft_wrap=True)
+        else:
+            console.print(
+                f"[yellow]not checked[/]: deleted newest entries ({escape(checked.anchor)}; "
+                "pass --anchor FILE or --head ID:SHA256)",
+                soft_wrap=True,
+            )
 
 
 @contextmanager
-def _registry(storage: str) -> Iterator[Registry]:
+def _registry(storage: str, anchor: Path | None = None) -> Iterator[Registry]:
     from autocompress.registry import Registry
 
-    registry = Registry(storage)
+    registry = Registry(storage, anchor=anchor)
     try:
         yield registry
     finally:
         registry.close()
+
+
+def _head(text: str) -> Head:
+    from autocompress.errors import UserError
+    from autocompress.registry import Head
+
+    try:
+        return Head.parse(text)
+    except ValueError as error:
+        raise UserError(f"--head: {error}") from None
+
+
+def _print_head(registry: Registry) -> None:
+    """The audit log's new head, as the operator may keep it (and --head takes it)."""
+    if registry.last_head is None:
+        return
+    if registry.anchor is not None:
+        where = f"appended to {registry.anchor}"
+    else:
+        where = (
+            "no anchor file: keep this line, or pass --anchor FILE or set "
+            "AUTOCOMPRESS_REGISTRY_ANCHOR"
+        )
+    console.print(
+        f"audit head {registry.last_head} ({escape(where)})", soft_wrap=True, highlight=False
+    )
 
 
 def _print_json(value: Any) -> None:
@@ -199,7 +289,8 @@ def _print_audit(entries: list[AuditEntry], title: str) -> None:
             escape(e.model),
             "" if e.version is None else str(e.version),
             escape(e.reason) or "-",
-            escape(json.dumps(e.details)),
+            # The row digest is for `audit --verify` (and --json), not for reading.
+            escape(json.dumps({k: v for k, v in e.details.items() if k != "row_sha256"})),
         )
     console.print(table)
 
