@@ -71,6 +71,25 @@ def save_trial_note(trial: Any, body: str) -> None:
     save_note(trial, body)
 
 
+def constraint_label(name: str) -> str:
+    """`accuracy_drop` (drop minus limit, as stored) said as what it is."""
+    metric = name.removesuffix("_drop")
+    return f"{metric} drop − limit" if metric != name else name
+
+
+def failed_constraints(constraints: dict[str, float]) -> list[str]:
+    """The names of the constraints over their limit, e.g. `["f1_drop"]`."""
+    return [name for name, value in constraints.items() if value > 0]
+
+
+def infeasible_reason(constraints: dict[str, float]) -> str:
+    """`f1 drop over its limit` (or both): which limits a trial broke; `` if none."""
+    failed = [name.removesuffix("_drop") for name in failed_constraints(constraints)]
+    if not failed:
+        return ""
+    return f"{' and '.join(failed)} drop over {'its limit' if len(failed) == 1 else 'their limits'}"
+
+
 def completed_trial_note(
     trial_number: int,
     recipe_summary: str,
@@ -80,8 +99,12 @@ def completed_trial_note(
     measurement: dict[str, Any],
     constraints: dict[str, float],
 ) -> str:
-    """Markdown for the dashboard's trial note: the pass chain, then the measurements."""
-    feasible = all(v <= 0 for v in constraints.values())
+    """Markdown for the dashboard's trial note: the pass chain, then the measurements.
+
+    A latency stored as noisy (see `Measurement`) gets a line saying so; measurements
+    stored before noise was recorded read as quiet."""
+    attempts = measurement.get("attempts", 1)
+    remeasured = f", least noisy of {attempts} attempts" if attempts > 1 else ""
     lines = [
         f"### Trial {trial_number}: {recipe_summary}",
         "",
@@ -93,9 +116,20 @@ def completed_trial_note(
         "",
         f"- latency p50 {measurement['latency_p50_ms']:.3f} ms, p90 "
         f"{measurement['latency_p90_ms']:.3f} ms, CV {measurement['latency_cv']:.1%} "
-        f"({measurement['repeats']} runs after {measurement['warmup']} warm-up; batch "
-        f"{measurement['batch_size']}, {measurement['threads']} thread(s), "
+        f"({measurement['repeats']} runs after {measurement['warmup']} warm-up{remeasured}; "
+        f"batch {measurement['batch_size']}, {measurement['threads']} thread(s), "
         f"{measurement['provider']}, machine {measurement['machine_id']})",
+    ]
+    if measurement.get("noisy"):
+        cvs = ", ".join(f"{cv:.0%}" for cv in measurement.get("attempt_cvs", ()))
+        limit = measurement.get("max_cv")
+        lines.append(
+            f"- **noisy latency**: the timings stayed spread wider than the limit"
+            f"{f' (CV {limit:.0%})' if limit is not None else ''} in all {attempts} "
+            f"attempt(s) (CVs {cvs or 'not recorded'}); something else was using the "
+            "machine, so this p50 may not rank the trial against close ones"
+        )
+    lines += [
         f"- model size {measurement['size_bytes'] / 1024:.1f} KB",
         "- scores on the held-out split: "
         + ", ".join(f"{name} {value:.4f}" for name, value in sorted(metrics.items())),
@@ -103,9 +137,12 @@ def completed_trial_note(
         + ", ".join(f"{name} {100 * value:+.2f} pts" for name, value in sorted(drops.items())),
     ]
     if constraints:
-        verdict = "feasible" if feasible else "**infeasible**"
-        limits = ", ".join(f"{name} {value:+.4f}" for name, value in constraints.items())
-        lines.append(f"- constraints ({limits}; ≤ 0 is within the limit): {verdict}")
+        reason = infeasible_reason(constraints)
+        verdict = f"**infeasible**: {reason}" if reason else "feasible"
+        limits = ", ".join(
+            f"{constraint_label(name)} {value:+.4f}" for name, value in constraints.items()
+        )
+        lines.append(f"- constraints ({limits}; feasible when ≤ 0): {verdict}")
     return "\n".join(lines) + "\n"
 
 

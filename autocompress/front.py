@@ -26,6 +26,29 @@ class FrontMember:
     def is_teacher(self) -> bool:
         return self.metrics.get("role") == TEACHER_ROLE
 
+    @property
+    def noisy(self) -> bool:
+        """Whether its latency stayed over `target.max_cv` after every re-measurement
+        (False for members stored before noise was recorded)."""
+        return bool(self.metrics.get("latency_noisy"))
+
+    @property
+    def latency_spread_ms(self) -> float:
+        """One standard deviation of its p50, as its CV says (0 when not recorded)."""
+        p50 = self.metrics.get("latency_p50_ms") or 0.0
+        return p50 * (self.metrics.get("latency_cv") or 0.0)
+
+    def noise_note(self) -> str:
+        """`CV 487% after 4 measurements (limit 50%)`, or `` when not noisy."""
+        if not self.noisy:
+            return ""
+        m = self.metrics
+        limit = m.get("latency_max_cv")
+        return (
+            f"CV {m.get('latency_cv') or 0.0:.0%} after {m.get('latency_attempts') or 1} "
+            f"measurement(s)" + (f" (limit {limit:.0%})" if limit is not None else "")
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {"trial_number": self.trial_number, "params": self.params, "metrics": self.metrics}
 
@@ -35,6 +58,10 @@ class FrontMember:
         metrics = {
             **attrs.get("metrics", {}),
             **{k: v for k, v in attrs.get("measurement", {}).items() if k.startswith("latency")},
+            # How steady the latency was; absent from measurements stored before it was recorded.
+            "latency_noisy": attrs.get("measurement", {}).get("noisy", False),
+            "latency_attempts": attrs.get("measurement", {}).get("attempts", 1),
+            "latency_max_cv": attrs.get("measurement", {}).get("max_cv"),
             "size_bytes": attrs.get("measurement", {}).get("size_bytes"),
             "accuracy_drop": attrs.get("accuracy_drop"),
             "f1_drop": attrs.get("f1_drop"),

@@ -263,16 +263,20 @@ def _decide_and_record(
     )
     successor = challenger_version if decision.replace else champion
     assert successor is not None  # with no champion, the challenger always wins
-    verdict = "champion kept: "
+    verdict, tone = "champion kept: ", "neutral"  # the usual night: nothing to act on
     if decision.replace:
         verdict = "champion replaced: " if champion is not None else "champion set: "
+        defender = today.contenders.get("champion")
+        tone = "alert" if defender is not None and not defender.feasible else "good"
     # The report is written before the registry changes: a failure leaves both as they were.
     report = write_report(
         study,
         Path(report_dir or Path(config.export.dir).parent / "reports") / study.study_name,
         title=f"Nightly {base} — {now:%Y-%m-%d %H:%M} UTC",
-        champion_trial=_champion_trial(study, decision, challenger_version, champion_recipe),
+        champion_trial=_champion_trial(study, champion_recipe),
+        challenger_trial=challenger_version.source_trial,
         decision=verdict + decision.reason,
+        decision_tone=tone,
         sections=_report_sections(today, champion, challenger_version, successor),
     )
     if decision.replace:
@@ -338,18 +342,14 @@ def _measure_today(
     return Today(contenders, len(task.labels("test")), fingerprint_id(target.fingerprint()))
 
 
-def _champion_trial(
-    study: optuna.Study,
-    decision: Decision,
-    challenger: ModelVersion,
-    champion_recipe: dict[str, Any] | None,
-) -> int | None:
-    """The champion's trial in tonight's study: the challenger's, or the re-run of the
-    kept champion's recipe (warm-started, so it is there unless it failed)."""
+def _champion_trial(study: optuna.Study, champion_recipe: dict[str, Any] | None) -> int | None:
+    """The trial of tonight's study that re-ran the champion's recipe (warm-started, so
+    it is there unless it failed); None on the first night. Today's challenger is
+    marked as the challenger, never as the champion, whatever the decision."""
     from optuna.trial import TrialState
 
-    if decision.replace or champion_recipe is None:
-        return challenger.source_trial
+    if champion_recipe is None:
+        return None
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         if trial.params == champion_recipe:
             return trial.number

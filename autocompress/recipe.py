@@ -81,15 +81,19 @@ class Recipe:
             return f"int8 {self.int8_mode}{' per-ch' if self.per_channel else ''}"
         return {32: "fp32", 16: "fp16", 4: f"int4 w/o b{self.int4_block_size}"}[self.bits]
 
-    def pass_chain(self) -> list[str]:
-        """What each pass does to the teacher, in order, for notes and reports."""
+    def pass_chain(self, pruned_units: str | None = None) -> list[str]:
+        """What each pass does to the teacher, in order, for notes and reports.
+
+        `pruned_units` is what structured pruning removes in the model at hand, as its
+        task words it (an MLP: "hidden units"); without it, the step says what it
+        removes in each kind of model."""
         steps = []
         if self.layer_keep_ratio < 1.0:
             steps.append(
                 f"layer drop: keep {self.layer_keep_ratio:.0%} of the layers, evenly spaced"
             )
         if self.prunes:
-            where = "heads/FFN/hidden in transformers"
+            where = pruned_units or "hidden units in an MLP; heads/FFN/hidden in a transformer"
             if self.ffn_pruning_ratio is not None:
                 where = f"heads/hidden; {self.ffn_pruning_ratio:.0%} of the FFN channels"
             steps.append(

@@ -41,24 +41,44 @@ class ReportFiles:
     png: Path
 
 
+DECISION_TONES = ("neutral", "good", "alert")
+
+
 @dataclass(frozen=True)
 class _Marked:
-    """The trials a reader looks for first: the baseline and the one in production."""
+    """The trials a reader looks for first: the baseline, the one in production and
+    the one challenging it today."""
 
     teacher: FrontMember | None
     champion: FrontMember | None
+    challenger: FrontMember | None = None
+
+    def roles(self, member: FrontMember) -> list[str]:
+        return [
+            role
+            for role, other in (
+                ("teacher", self.teacher),
+                ("champion", self.champion),
+                ("challenger", self.challenger),
+            )
+            if other is not None and other.trial_number == member.trial_number
+        ]
 
 
 def plot_front(
-    study: optuna.Study, *, champion_trial: int | None = None, title: str | None = None
+    study: optuna.Study,
+    *,
+    champion_trial: int | None = None,
+    challenger_trial: int | None = None,
+    title: str | None = None,
 ) -> Figure:
     """Latency (p50) against F1 for every completed trial, the feasible front highlighted,
-    the teacher and (if given) the champion marked and labelled.
+    the teacher and (if given) the champion and the challenger marked and labelled.
 
-    A champion that is not a completed trial of this study is a `UserError`.
+    A champion or challenger that is not a completed trial of this study is a `UserError`.
     """
     trials = _plottable_trials(study)
-    marked = _marked(study, champion_trial)
+    marked = _marked(study, champion_trial, challenger_trial)
     figure = Figure(figsize=(8.0, 5.5), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
@@ -85,19 +105,34 @@ def write_report(
     *,
     title: str,
     champion_trial: int | None = None,
+    challenger_trial: int | None = None,
     decision: str | None = None,
+    decision_tone: str = "neutral",
     sections: Sequence[tuple[str, str]] = (),
 ) -> ReportFiles:
     """Write `front.png` and a self-contained `report.html` (the PNG embedded) to `out_dir`.
+
+    `champion_trial` is the trial in production, `challenger_trial` today's selection
+    competing with it; `decision` is shown as `decision_tone`: `neutral` (nothing
+    changed, e.g. the champion kept), `good` (a better model chosen) or `alert` (a
+    person should look, e.g. the champion no longer meets the constraints).
+    Latencies stored as noisy are marked in the front table and explained below it.
 
     Both are rendered in memory first, then the folder is swapped in whole, so a reader
     never sees half a report or a page that does not match its plot. `out_dir` belongs
     to the report: a folder holding anything else is refused rather than replaced.
     """
+    if decision_tone not in DECISION_TONES:
+        raise ValueError(f"decision_tone {decision_tone!r} is not one of {DECISION_TONES}")
     out_dir = Path(out_dir)
     _check_replaceable(out_dir)
-    png = _png_bytes(plot_front(study, champion_trial=champion_trial, title=title))
-    page = _html_page(study, title, png, _marked(study, champion_trial), decision, sections)
+    marked = _marked(study, champion_trial, challenger_trial)
+    png = _png_bytes(
+        plot_front(
+            study, champion_trial=champion_trial, challenger_trial=challenger_trial, title=title
+        )
+    )
+    page = _html_page(study, title, png, marked, (decision, decision_tone), sections)
     with atomic_directory(out_dir, overwrite=True) as staging:
         (staging / PNG_NAME).write_bytes(png)
         (staging / HTML_NAME).write_text(page, encoding="utf-8")
@@ -138,17 +173,24 @@ def _f1(trial: FrozenTrial) -> float | None:
     return trial.user_attrs.get("metrics", {}).get("f1")
 
 
-def _marked(study: optuna.Study, champion_trial: int | None) -> _Marked:
-    champion = None if champion_trial is None else _completed_member(study, champion_trial)
-    return _Marked(teacher=teacher_member(study), champion=champion)
+def _marked(
+    study: optuna.Study, champion_trial: int | None, challenger_trial: int | None = None
+) -> _Marked:
+    return _Marked(
+        teacher=teacher_member(study),
+        champion=_completed_member(study, champion_trial, "champion"),
+        challenger=_completed_member(study, challenger_trial, "challenger"),
+    )
 
 
-def _completed_member(study: optuna.Study, number: int) -> FrontMember:
+def _completed_member(study: optuna.Study, number: int | None, role: str) -> FrontMember | None:
+    if number is None:
+        return None
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         if trial.number == number:
             return FrontMember.from_trial(trial)
     raise UserError(
-        f"study {study.study_name!r} has no completed trial {number} to mark as the champion"
+        f"study {study.study_name!r} has no completed trial {number} to mark as the {role}"
     )
 
 
@@ -217,10 +259,12 @@ def _draw_front(axes: Axes, front: list[FrontMember]) -> None:
 
 
 def _draw_marked(axes: Axes, marked: _Marked) -> None:
-    """Teacher and champion: a distinct marker each and a label with the trial number."""
+    """Teacher, champion and challenger: a distinct marker each and a label with the
+    trial number."""
     styles = (
         (marked.teacher, "teacher", "*", "tab:orange", 220, (8, 8)),
-        (marked.champion, "champion", "D", "tab:red", 80, (8, -16)),
+        (marked.champion, "champion", "D", "tab:green", 80, (8, -16)),
+        (marked.challenger, "challenger", "s", "tab:purple", 60, (8, -28)),
     )
     for member, role, marker, color, size, offset in styles:
         if member is None:
@@ -257,16 +301,22 @@ def _png_bytes(figure: Figure) -> bytes:
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; color: #222; }
 .meta { color: #555; }
-.decision { border-left: 4px solid #d62728; background: #fdf3f3; padding: .6rem 1rem; }
+.decision { border-left: 4px solid #6b7280; background: #f3f4f6; padding: .6rem 1rem; }
+.decision.good { border-left-color: #2ca02c; background: #eef8ee; }
+.decision.alert { border-left-color: #d62728; background: #fdf3f3; }
 img { max-width: 100%; height: auto; }
 table { border-collapse: collapse; font-size: .9rem; }
 th, td { border-bottom: 1px solid #ddd; padding: .3rem .6rem; text-align: right; }
 td.text, th.text { text-align: left; }
 tr.teacher { background: #fff4e5; }
-tr.champion { background: #fdecec; font-weight: 600; }
+tr.champion { background: #e9f6e9; font-weight: 600; }
+tr.challenger { background: #f1ecf8; }
+td.noisy { color: #a15c00; }
+.footnote { color: #555; font-size: .85rem; }
 pre { background: #f6f6f6; padding: .6rem; overflow-x: auto; }
 """
 
+NOISY_MARK = "*"
 _COLUMNS = ("trial", "role", "recipe", "accuracy", "F1", "p50 ms", "size KB", "Δ vs teacher")
 _TEXT_COLUMNS = {"role", "recipe", "Δ vs teacher"}
 
@@ -276,7 +326,7 @@ def _html_page(
     title: str,
     png: bytes,
     marked: _Marked,
-    decision: str | None,
+    decision: tuple[str | None, str],
     sections: Sequence[tuple[str, str]],
 ) -> str:
     e = html.escape
@@ -288,8 +338,9 @@ def _html_page(
         f"<h1>{e(title)}</h1>",
         _meta(study),
     ]
-    if decision:
-        parts.append(f'<p class="decision"><strong>Decision:</strong> {e(decision)}</p>')
+    text, tone = decision
+    if text:
+        parts.append(f'<p class="decision {tone}"><strong>Decision:</strong> {e(text)}</p>')
     parts += [
         "<h2>Pareto plot</h2>",
         f'<img src="data:image/png;base64,{image}" alt="{e(f"Pareto plot of {title}")}">',
@@ -321,10 +372,11 @@ def _meta(study: optuna.Study) -> str:
 
 
 def _front_table(front: list[FrontMember], marked: _Marked) -> str:
-    """The front sorted by latency; teacher and champion always shown, even off the front."""
+    """The front sorted by latency; teacher, champion and challenger always shown, even
+    off the front; noisy latencies marked, with a footnote saying what that means."""
     on_front = {m.trial_number for m in front}
     rows = {m.trial_number: m for m in front}
-    for member in (marked.teacher, marked.champion):
+    for member in (marked.teacher, marked.champion, marked.challenger):
         if member is not None:
             rows.setdefault(member.trial_number, member)
     ordered = sorted(rows.values(), key=lambda m: m.metrics.get("latency_p50_ms") or 0.0)
@@ -333,15 +385,21 @@ def _front_table(front: list[FrontMember], marked: _Marked) -> str:
         for c in _COLUMNS
     )
     body = "".join(_front_row(m, marked, m.trial_number in on_front) for m in ordered)
-    return f'<table class="front"><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>'
+    table = f'<table class="front"><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>'
+    noisy = [m for m in ordered if m.noisy]
+    if not noisy:
+        return table
+    notes = "; ".join(f"trial {m.trial_number}: {m.noise_note()}" for m in noisy)
+    return table + (
+        f'<p class="footnote noisy">{NOISY_MARK} noisy latency: the timings stayed spread '
+        "wider than target.max_cv after every re-measurement (the machine was shared or "
+        "busy), so this p50 may be off and may not rank the trial against close ones "
+        f"({html.escape(notes)}).</p>"
+    )
 
 
 def _front_row(member: FrontMember, marked: _Marked, on_front: bool) -> str:
-    roles = [
-        role
-        for role, other in (("teacher", marked.teacher), ("champion", marked.champion))
-        if other is not None and other.trial_number == member.trial_number
-    ]
+    roles = marked.roles(member)
     role_text = ", ".join(roles) or "front"
     if not on_front:
         role_text += " (not on the front)"
@@ -352,7 +410,10 @@ def _front_row(member: FrontMember, marked: _Marked, on_front: bool) -> str:
         (str(m.get("recipe") or ""), "text"),
         (_number(m.get("accuracy"), ".4f"), "num"),
         (_number(m.get("f1"), ".4f"), "num"),
-        (_number(m.get("latency_p50_ms"), ".3f"), "num"),
+        (
+            _number(m.get("latency_p50_ms"), ".3f") + (f" {NOISY_MARK}" if member.noisy else ""),
+            "num noisy" if member.noisy else "num",
+        ),
         (_number(None if m.get("size_bytes") is None else m["size_bytes"] / 1024, ".1f"), "num"),
         (_delta_vs_teacher(member, marked.teacher), "text"),
     ]

@@ -24,8 +24,10 @@ import pytest
 from optuna.trial import TrialState
 
 from autocompress import run_study
-from autocompress.api import StudyResult
-from autocompress.dashboard import named_constraints
+from autocompress.api import TEACHER_ATTR, StudyResult
+from autocompress.config import ConstraintsConfig
+from autocompress.dashboard import completed_trial_note, named_constraints
+from autocompress.search import drops_and_constraints
 from tests.conftest import REPO, autocompress_cli, tiny_study_dict, write_study
 
 TEST_ARTIFACTS = REPO / "test-artifacts"
@@ -131,6 +133,54 @@ def test_dashboard_serves_objectives_feasibility_notes_and_artifacts(
         assert response.read() == (stored / model_id).read_bytes()
     with urllib.request.urlopen(links["metrics.json"]) as response:
         assert json.loads(response.read())["metrics"] == trial.user_attrs["metrics"]
+
+
+def test_served_notes_label_constraints_and_pass_chain_honestly(
+    study: tuple[StudyResult, Path], server: str
+) -> None:
+    """The note says what a constraint value is (drop minus limit), names the limit a
+    trial broke, and words pruning for the credit MLP without claiming transformers."""
+    result, _ = study
+    served = {t["number"]: t for t in study_detail(server, "dash")["trials"]}
+    complete = [t for t in result.study.trials if t.state == TrialState.COMPLETE]
+    for trial in complete:
+        body = served[trial.number]["note"]["body"]
+        assert "accuracy drop − limit" in body and "feasible when ≤ 0" in body
+        assert "accuracy_drop" not in body
+        if all(v <= 0 for v in trial.constraints.values()):
+            assert ": feasible" in body
+        else:
+            assert "**infeasible**: accuracy drop over its limit" in body
+        assert "heads/FFN/hidden in transformers" not in body
+        if "structured pruning" in body:
+            assert "hidden units in an MLP" in body
+
+
+def test_an_f1_only_failure_is_named_as_f1(study: tuple[StudyResult, Path]) -> None:
+    """A trial of the real study judged against an F1 limit only: the note says F1."""
+    result, _ = study
+    teacher = result.study.user_attrs[TEACHER_ATTR]["metrics"]
+    limits = ConstraintsConfig(max_accuracy_drop=1.0, max_f1_drop=0.0)
+    judged = [
+        (trial, *drops_and_constraints(limits, teacher, trial.user_attrs["metrics"]))
+        for trial in result.study.get_trials(states=(TrialState.COMPLETE,))
+    ]
+    failing = [(t, d, c) for t, d, c in judged if c["f1_drop"] > 0 and c["accuracy_drop"] <= 0]
+    if not failing:
+        pytest.skip("no trial of this run lost F1 without losing more than all accuracy")
+    trial, drops, constraints = failing[0]
+    note = completed_trial_note(
+        trial.number,
+        trial.user_attrs["recipe_summary"],
+        [],
+        trial.user_attrs["metrics"],
+        drops,
+        trial.user_attrs["measurement"],
+        constraints,
+    )
+    assert "**infeasible**: f1 drop over its limit" in note
+    assert "accuracy drop over" not in note
+    assert "f1 drop − limit +" in note and "accuracy drop − limit -" in note
 
 
 def test_dashboard_binds_loopback_only_by_default(server: str) -> None:

@@ -85,6 +85,54 @@ def test_html_shows_front_teacher_champion_and_decision(
     assert f"{complete} complete" in page
 
 
+def test_a_kept_champion_is_neutral_and_the_challenger_is_labelled_challenger(
+    result: StudyResult, champion: int, tmp_path: Path
+) -> None:
+    """A nightly that keeps its champion: no alarm colour, and today's selection is
+    marked "challenger" in the table and the plot, never "champion"."""
+    complete = result.study.get_trials(states=(TrialState.COMPLETE,))
+    others = [t.number for t in complete if t.number != champion]
+    challenger = others[-1]
+    files = write_report(
+        result.study,
+        tmp_path / "kept",
+        title="nightly",
+        champion_trial=champion,
+        challenger_trial=challenger,
+        decision="champion kept: not faster beyond measurement noise",
+        decision_tone="neutral",
+    )
+    page = files.html.read_text(encoding="utf-8")
+    assert '<p class="decision neutral">' in page
+    assert "decision alert" not in page
+    rows = dict((n, c) for c, n in re.findall(r'<tr class="([^"]*)" data-trial="(\d+)"', page))
+    assert "challenger" in rows[str(challenger)].split()
+    assert "champion" not in rows[str(challenger)].split()
+    assert "champion" in rows[str(champion)].split()
+    challenger_row = page.split(f'data-trial="{challenger}">', 1)[1].split("</tr>", 1)[0]
+    assert "challenger" in challenger_row and "champion" not in challenger_row
+    labels = (
+        plot_front(result.study, champion_trial=champion, challenger_trial=challenger)
+        .axes[0]
+        .get_legend_handles_labels()[1]
+    )
+    assert f"challenger (trial {challenger})" in labels
+    assert f"champion (trial {champion})" in labels
+
+    replaced = write_report(
+        result.study,
+        tmp_path / "replaced",
+        title="nightly",
+        champion_trial=champion,
+        challenger_trial=challenger,
+        decision="champion replaced: the champion no longer meets the constraints",
+        decision_tone="alert",
+    )
+    assert '<p class="decision alert">' in replaced.html.read_text(encoding="utf-8")
+    with pytest.raises(ValueError, match="decision_tone"):
+        write_report(result.study, tmp_path / "bad", title="t", decision_tone="red")
+
+
 def test_teacher_as_champion_is_one_row_with_both_roles(
     result: StudyResult, tmp_path: Path
 ) -> None:

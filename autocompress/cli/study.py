@@ -178,16 +178,26 @@ def _progress_callback(progress: Progress, bar: Any) -> Callable[..., None]:
 
 
 def print_front(members: list[FrontMember], teacher: FrontMember | None, title: str) -> None:
-    """The front sorted by latency; the teacher is always shown, marked when dominated."""
-    table = Table(
-        title=title,
-        caption="(teacher, dominated) = the uncompressed baseline, "
-        "not on the front because another trial beats it on every objective",
-    )
+    """The front sorted by latency; the teacher is always shown, marked when dominated.
+    A latency that stayed noisy after re-measuring is marked `*` and explained below."""
+    noisy_mark = "*"
     on_front = {m.trial_number for m in members}
     rows = list(members)
     if teacher is not None and teacher.trial_number not in on_front:
         rows.append(teacher)
+    captions = [
+        "(teacher, dominated) = the uncompressed baseline, "
+        "not on the front because another trial beats it on every objective"
+    ]
+    noisy = sorted((m for m in rows if m.noisy), key=lambda m: m.trial_number)
+    if noisy:
+        captions.append(
+            f"{noisy_mark} noisy latency: its timings stayed spread wider than target.max_cv "
+            "after every re-measurement, so its p50/p90 may be off and may not rank it "
+            "against close trials: "
+            + "; ".join(f"trial {m.trial_number}: {m.noise_note()}" for m in noisy)
+        )
+    table = Table(title=title, caption="\n".join(captions))
     for column in (
         "trial",
         "recipe",
@@ -205,14 +215,15 @@ def print_front(members: list[FrontMember], teacher: FrontMember | None, title: 
         name = str(member.trial_number)
         if member.is_teacher:
             name += " (teacher)" if member.trial_number in on_front else " (teacher, dominated)"
+        mark = f" {noisy_mark}" if member.noisy else ""
         table.add_row(
             name,
             str(m.get("recipe", "")),
             f"{m['accuracy']:.4f}",
             f"{m['f1']:.4f}",
             f"{m['roc_auc']:.4f}",
-            f"{m['latency_p50_ms']:.3f}",
-            f"{m['latency_p90_ms']:.3f}",
+            f"{m['latency_p50_ms']:.3f}{mark}",
+            f"{m['latency_p90_ms']:.3f}{mark}",
             f"{(m['size_bytes'] or 0) / 1024:.1f}",
             f"{m.get('num_parameters') or 0:,}",
         )

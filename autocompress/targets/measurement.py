@@ -42,6 +42,13 @@ class Measurement:
     `peak_memory_bytes` is the device memory high-water mark while the model ran,
     where the target can see it (GPU targets); weight quantization often saves
     memory rather than time.
+
+    Spread: `latency_cv` is the coefficient of variation of the kept attempt's
+    timings. `attempts` is how many times the batch was timed (1 + re-measurements,
+    see `steady_timings`), `attempt_cvs` the CV of each, `max_cv` the limit they were
+    held to, and `noisy` is True when even the least noisy attempt stayed over it:
+    the numbers are kept, but they are not to be trusted to rank close models.
+    Measurements stored before these fields existed read as one quiet attempt.
     """
 
     latency_p50_ms: float
@@ -56,22 +63,88 @@ class Measurement:
     provider: str
     machine_id: str
     peak_memory_bytes: int | None = None
+    noisy: bool = False
+    attempts: int = 1
+    attempt_cvs: tuple[float, ...] = ()
+    max_cv: float | None = None
 
     @classmethod
     def from_timings(cls, timings_s: list[float], **context: object) -> Measurement:
         ms = np.asarray(timings_s) * 1e3
-        mean = float(ms.mean())
         return cls(
             latency_p50_ms=float(np.percentile(ms, 50)),
             latency_p90_ms=float(np.percentile(ms, 90)),
-            latency_mean_ms=mean,
-            latency_cv=float(ms.std(ddof=1) / mean) if len(ms) > 1 and mean > 0 else 0.0,
+            latency_mean_ms=float(ms.mean()),
+            latency_cv=coefficient_of_variation(timings_s),
             repeats=len(ms),
             **context,  # type: ignore[arg-type]
         )
 
+    @classmethod
+    def from_steady(cls, steady: SteadyTimings, **context: object) -> Measurement:
+        """Statistics of the kept attempt, with how steady the measuring was."""
+        return cls.from_timings(
+            steady.timings_s,
+            noisy=steady.noisy,
+            attempts=len(steady.attempt_cvs),
+            attempt_cvs=steady.attempt_cvs,
+            max_cv=steady.max_cv,
+            **context,
+        )
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def coefficient_of_variation(timings: list[float]) -> float:
+    """Sample standard deviation over the mean (0 for fewer than two timings)."""
+    values = np.asarray(timings, dtype=float)
+    mean = float(values.mean()) if len(values) else 0.0
+    return float(values.std(ddof=1) / mean) if len(values) > 1 and mean > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class SteadyTimings:
+    """The timings kept by `steady_timings`, and how steady each attempt was."""
+
+    timings_s: list[float]
+    attempt_cvs: tuple[float, ...]
+    max_cv: float
+    noisy: bool
+
+
+def steady_timings(
+    time_once: Callable[[], list[float]],
+    max_cv: float,
+    remeasure_attempts: int,
+    backoff_s: float,
+    sleep: Callable[[float], None] = time.sleep,
+) -> SteadyTimings:
+    """Time with `time_once` until the timings' CV is at most `max_cv`.
+
+    A spread over `max_cv` means something else had the machine (another process,
+    a busy thread holding the GIL, a frequency change): the batch is timed again, up
+    to `remeasure_attempts` more times, after sleeping `backoff_s`, then twice, four
+    times that long, so a passing burst of load can end. The first attempt within
+    `max_cv` is kept; if none is, the least noisy attempt is kept and the result is
+    `noisy`. Attempts are never pooled: a disturbed window would widen every
+    percentile, and the kept timings always come from one contiguous window.
+    """
+    attempts: list[tuple[float, list[float]]] = []
+    for attempt in range(remeasure_attempts + 1):
+        if attempt:
+            sleep(backoff_s * 2 ** (attempt - 1))
+        timings = time_once()
+        attempts.append((coefficient_of_variation(timings), timings))
+        if attempts[-1][0] <= max_cv:
+            break
+    best_cv, best = min(attempts, key=lambda pair: pair[0])
+    return SteadyTimings(
+        timings_s=best,
+        attempt_cvs=tuple(cv for cv, _ in attempts),
+        max_cv=max_cv,
+        noisy=best_cv > max_cv,
+    )
 
 
 def time_runs(

@@ -21,6 +21,7 @@ from autocompress.targets.measurement import (
     Measurement,
     fingerprint_id,
     machine_fingerprint,
+    steady_timings,
     time_runs,
 )
 
@@ -124,10 +125,17 @@ class OnnxRuntimeTarget:
             raise Unsupported(f"{self.provider} cannot load this model: {first_line}") from error
 
     def measure(self, runnable: OnnxSession, feed: dict[str, np.ndarray]) -> Measurement:
-        """Warm up, then time `repeats` runs of one fixed batch."""
-        timings = time_runs(lambda: runnable.run(feed), self.config.warmup, self.config.repeats)
-        return Measurement.from_timings(
-            timings,
+        """Warm up, then time `repeats` runs of one fixed batch; timed again with
+        back-off while the spread is over `max_cv` (see `steady_timings`)."""
+        config = self.config
+        steady = steady_timings(
+            lambda: time_runs(lambda: runnable.run(feed), config.warmup, config.repeats),
+            config.max_cv,
+            config.remeasure_attempts,
+            config.remeasure_backoff_s,
+        )
+        return Measurement.from_steady(
+            steady,
             size_bytes=runnable.size_bytes,
             warmup=self.config.warmup,
             batch_size=self.config.batch_size,

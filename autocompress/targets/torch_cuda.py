@@ -54,6 +54,7 @@ from autocompress.targets.measurement import (
     Measurement,
     fingerprint_id,
     machine_fingerprint,
+    steady_timings,
     time_runs,
 )
 
@@ -241,18 +242,25 @@ class TorchCudaTarget:
         return Materialized(runnable=runnable, files=files)
 
     def measure(self, runnable: TorchModel, feed: dict[str, np.ndarray]) -> Measurement:
-        """Warm up, then time `repeats` forward passes of one fixed batch already on the GPU."""
+        """Warm up, then time `repeats` forward passes of one fixed batch already on the GPU;
+        timed again with back-off while the spread is over `max_cv` (see `steady_timings`)."""
         inputs = runnable.inputs(feed)
         torch.cuda.synchronize(self.device)
         torch.cuda.reset_peak_memory_stats(self.device)
-        timings = time_runs(
-            lambda: runnable.forward(inputs),
-            self.config.warmup,
-            self.config.repeats,
-            wait=lambda: torch.cuda.synchronize(self.device),
+        config = self.config
+        steady = steady_timings(
+            lambda: time_runs(
+                lambda: runnable.forward(inputs),
+                config.warmup,
+                config.repeats,
+                wait=lambda: torch.cuda.synchronize(self.device),
+            ),
+            config.max_cv,
+            config.remeasure_attempts,
+            config.remeasure_backoff_s,
         )
-        return Measurement.from_timings(
-            timings,
+        return Measurement.from_steady(
+            steady,
             size_bytes=runnable.size_bytes,
             warmup=self.config.warmup,
             batch_size=self.config.batch_size,
