@@ -128,12 +128,12 @@ def run_study(
     try:
         teacher = task.teacher(config.artifacts_path / "teachers")
         teacher_metrics = _describe_teacher(study, task, teacher, target)["metrics"]
-    except OSError as error:
+    except Exception as error:  # OSError, or a library's own error around ENOSPC
         if not is_disk_full(error):
             raise
         store.close()
         raise UserError(
-            f"disk full while preparing the teacher ({describe(error)}: {error.filename}); "
+            f"disk full while preparing the teacher ({describe(error)}); "
             "nothing was cached. Free space there and run the same command again"
         ) from None
     objective = Objective(loaded, task, teacher, target, teacher_metrics, artifact_store(loaded))

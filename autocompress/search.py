@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import logging
 import statistics
@@ -37,6 +36,7 @@ from autocompress.front import TEACHER_ROLE, compute_front, feasible_complete_tr
 from autocompress.pipeline import Evaluation, evaluate_recipe
 from autocompress.recipe import RECIPE_FIELDS, Recipe
 from autocompress.store import Store
+from autocompress.store.resilience import describe, is_disk_full
 from autocompress.targets import Target
 from autocompress.tasks import Task
 
@@ -195,11 +195,11 @@ class Objective:
             # Optuna fails the trial and stops the study; the table and dashboard say why.
             trial.set_user_attr("failed_reason", f"stopped by {str(stop) or 'SIGINT'}")
             raise
-        except OSError as error:
-            if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+        except Exception as error:  # OSError, or a library's own error around ENOSPC
+            if not is_disk_full(error):
                 raise
             reason = (
-                f"disk full: {error.strerror} writing {error.filename or 'a file'}; "
+                f"disk full: {describe(error)}; "
                 f"trial {trial.number} is failed and nothing of it was half-written. Free "
                 "space there and run the same command again"
             )
@@ -310,7 +310,7 @@ class Objective:
         )
         curve = trial.user_attrs.get(VALID_CURVE, [])
         passes = [
-            *recipe.pass_chain(),
+            *recipe.pass_chain(self.task.pruned_units),
             f"parameters: {self.teacher_parameters:,} (teacher) → {evaluation.num_parameters:,}",
         ]
         if curve:

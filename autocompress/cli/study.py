@@ -157,6 +157,8 @@ def _progress_callback(progress: Progress, bar: Any) -> Callable[..., None]:
     """Advance the bar and log one line per finished trial (readable in CI logs too)."""
     from optuna.trial import TrialState
 
+    from autocompress.dashboard import infeasible_reason, named_constraints
+
     def callback(study: Any, trial: Any) -> None:
         summary = trial.user_attrs.get("recipe_summary", "")
         if trial.state == TrialState.PRUNED:
@@ -164,10 +166,10 @@ def _progress_callback(progress: Progress, bar: Any) -> Callable[..., None]:
         elif trial.state == TrialState.COMPLETE:
             metrics = trial.user_attrs["metrics"]
             latency = trial.user_attrs["measurement"]["latency_p50_ms"]
-            feasible = all(v <= 0 for v in trial.constraints.values())
+            broken = infeasible_reason(named_constraints(trial))
             line = (
                 f"{summary}: accuracy {metrics['accuracy']:.3f}, f1 {metrics['f1']:.3f}, "
-                f"p50 {latency:.3f} ms{'' if feasible else ' (infeasible: accuracy drop)'}"
+                f"p50 {latency:.3f} ms{f' (infeasible: {broken})' if broken else ''}"
             )
         else:
             line = trial.state.name.lower()

@@ -63,6 +63,8 @@ class Task(ABC):
         return self._teacher
 
     cache_prefix: str = "task"
+    # What structured pruning removes from this task's models, for pass chains in notes.
+    pruned_units: str | None = None
 
     @abstractmethod
     def _train_teacher(self) -> nn.Module:

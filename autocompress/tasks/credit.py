@@ -83,6 +83,7 @@ class CreditTask(Task):
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     cache_prefix = "credit"
+    pruned_units = "hidden units of every hidden layer"
 
     def _save_teacher(self, teacher: nn.Module, folder: Path) -> None:
         teacher.save_pretrained(folder)

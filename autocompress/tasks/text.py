@@ -113,6 +113,7 @@ class TextTask(Task):
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     cache_prefix = "text"
+    pruned_units = "attention heads, hidden size and FFN channels"
 
     def _train_teacher(self) -> nn.Module:
         teacher = self._fine_tune_teacher()
