@@ -149,8 +149,10 @@ def run_nightly(
     now: datetime | None = None,
     report_dir: str | Path | None = None,
     callbacks: Sequence[Callback] = (),
+    progress: bool = True,
 ) -> NightlyOutcome:
-    """One nightly run; `n_trials` sampled trials come on top of the warm starts."""
+    """One nightly run; `n_trials` sampled trials come on top of the warm starts.
+    `progress` shows Optuna's progress bar (the CLI draws its own)."""
     now = now or datetime.now(UTC)
     loaded = load_study_config(study_file, storage=storage, data=data)
     config = loaded.config
@@ -192,6 +194,7 @@ def run_nightly(
                 sampler_seed=(config.sampler.seed or 0) + zlib.crc32(name.encode()) % 2**20,
                 warm_starts=warm_starts,
                 callbacks=[lambda _study, _trial: lock.refresh(), *callbacks],
+                progress=progress,
             )
             return _decide_and_record(result, registry, champion, recipe, rounds, now, report_dir)
 

@@ -62,6 +62,7 @@ def nightly(
             lock_ttl_s=lock_ttl,
             report_dir=report_dir,
             callbacks=[callback],
+            progress=False,
         )
     from autocompress.api import load_result
 
