@@ -281,8 +281,7 @@ def test_postgres_down_for_longer_than_the_retries(
     fault_table.record(
         "database blinks",
         "PostgreSQL stopped mid-study for longer than workers.db_retry_s (3 s)",
-        f"exit 75: '{message[:160]}'; after the same command again: "
-        f"{len(trials)} trials, 0 RUNNING",
+        f"exit 75: '{message}'; after the same command again: {len(trials)} trials, 0 RUNNING",
     )
 
 
@@ -332,7 +331,7 @@ def test_full_disk_while_caching_the_teacher(tmp_path: Path, fault_table: Any) -
     fault_table.record(
         "full disk",
         "artifacts_dir on a full 2 MB tmpfs (the teacher cannot be cached)",
-        f"exit 2: '{message[:160]}'; no file left in artifacts_dir, 0 RUNNING",
+        f"exit 2: '{message}'; no file left in artifacts_dir, 0 RUNNING",
     )
 
 
@@ -362,7 +361,7 @@ def test_full_disk_mid_study_fails_the_trial_with_one_message(
     fault_table.record(
         "full disk",
         "artifacts_dir's 2 MB tmpfs filled to 2 kB free mid-study",
-        f"exit 2: '{message[:160]}'; trial {failed[0].number} FAILED with that reason, "
+        f"exit 2: '{message}'; trial {failed[0].number} FAILED with that reason, "
         "0 RUNNING, no partial file",
     )
 
