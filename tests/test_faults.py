@@ -160,7 +160,7 @@ def test_workers_started_together_on_a_fresh_postgres_database(
     tmp_path: Path, fault_table: Any
 ) -> None:
     with fresh_database(postgres_url_or_skip()) as url:
-        study_file = quick_study(tmp_path, url, n_trials=4)
+        study_file = quick_study(tmp_path, url, n_trials=3)
         workers = [start_worker(study_file, tmp_path) for _ in range(3)]
         outputs = [worker.communicate(timeout=900) for worker in workers]
         codes = [worker.returncode for worker in workers]
@@ -169,12 +169,12 @@ def test_workers_started_together_on_a_fresh_postgres_database(
     assert not any("Traceback" in err for _, err in outputs)
     teachers = [t for t in trials if t.user_attrs.get("role") == "teacher"]
     assert len(teachers) == 1
-    assert len(trials) == 12
+    assert len(trials) == 9
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     assert duplicated_params(trials) == []
     fault_table.record(
         "concurrent starts",
-        "3 workers started at once on a fresh PostgreSQL database (4 trials each)",
+        "3 workers started at once on a fresh PostgreSQL database (3 trials each)",
         f"all exit 0; {len(trials)} trials, teacher queued {len(teachers)}×, "
         "0 RUNNING, 0 duplicated params, no traceback",
     )
@@ -184,7 +184,7 @@ def test_two_processes_on_one_sqlite_study_queue_the_teacher_once(
     tmp_path: Path, fault_table: Any
 ) -> None:
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    study_file = quick_study(tmp_path, url, n_trials=3)
+    study_file = quick_study(tmp_path, url, n_trials=2)
     workers = [start_worker(study_file, tmp_path) for _ in range(2)]
     outputs = [worker.communicate(timeout=900) for worker in workers]
     assert [w.returncode for w in workers] == [0, 0], [err[-2000:] for _, err in outputs]
@@ -205,20 +205,20 @@ def test_resumed_run_does_not_replay_the_first_runs_recipes(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    study_file = quick_study(tmp_path, url, n_trials=5)
+    study_file = quick_study(tmp_path, url, n_trials=4)
     for _ in range(2):  # "run the same command again"
         result = autocompress_cli("run", str(study_file), "--no-export", cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-2000:]
     trials = trials_of(url)
-    first = [t.params for t in trials[1:5]]
-    second = [t.params for t in trials[5:]]
-    assert len(trials) == 10
+    first = [t.params for t in trials[1:4]]
+    second = [t.params for t in trials[4:]]
+    assert len(trials) == 8
     assert not [p for p in second if p in first]
     assert duplicated_params(trials) == []
     fault_table.record(
         "repeated trials",
-        "the same `run` command twice on one SQLite study (5 trials each)",
-        f"{len(trials)} trials, the resume proposed none of the first run's 4 recipes; "
+        "the same `run` command twice on one SQLite study (4 trials each)",
+        f"{len(trials)} trials, the resume proposed none of the first run's 3 recipes; "
         "0 duplicated params",
     )
 
@@ -230,7 +230,7 @@ def test_postgres_restart_mid_study_loses_no_trial(
     tmp_path: Path, own_postgres: tuple[str, Path], fault_table: Any
 ) -> None:
     url, cluster = own_postgres
-    study_file = quick_study(tmp_path, url, n_trials=8)
+    study_file = quick_study(tmp_path, url, n_trials=6)
     worker = start_worker(study_file, tmp_path)
     wait_for_trials(url, 2, worker)
     restarted = time.monotonic()
@@ -240,15 +240,15 @@ def test_postgres_restart_mid_study_loses_no_trial(
     trials = trials_of(url)
     assert worker.returncode == 0, stderr[-3000:]
     assert "Traceback" not in stderr
-    assert len(trials) == 8
+    assert len(trials) == 6
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials), [
         (t.number, t.state.name) for t in trials
     ]
     retries = stderr.count("retrying in")
     fault_table.record(
         "database blinks",
-        f"`pg_ctl restart -m fast` ({downtime:.1f} s) after 2 of 8 trials",
-        f"exit 0; 8 of 8 trials recorded, 0 RUNNING, 0 FAIL; {retries} retried calls logged",
+        f"`pg_ctl restart -m fast` ({downtime:.1f} s) after 2 of 6 trials",
+        f"exit 0; 6 of 6 trials recorded, 0 RUNNING, 0 FAIL; {retries} retried calls logged",
     )
 
 
@@ -257,7 +257,7 @@ def test_postgres_down_for_longer_than_the_retries(
 ) -> None:
     url, cluster = own_postgres
     workers = {"heartbeat_interval_s": 1, "grace_period_s": 3, "max_retry": 1, "db_retry_s": 3}
-    study_file = quick_study(tmp_path, url, n_trials=6, workers=workers)
+    study_file = quick_study(tmp_path, url, n_trials=5, workers=workers)
     worker = start_worker(study_file, tmp_path)
     wait_for_trials(url, 2, worker)
     postgres("halt", cluster)
