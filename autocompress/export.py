@@ -1,8 +1,10 @@
 """Export folders: the selected model, what rebuilds it, what it scored, and a manifest.
 
-Written atomically (staging folder + rename). `manifest.json` holds the sha256 of
-every other file; `verify` (in `manifest.py`, re-exported here) recomputes them and
-names every difference.
+Written atomically (staging folder + rename), and only where nothing but an empty
+folder or an earlier export that still verifies would be replaced. `manifest.json`
+holds the sha256 of every other file; `verify` (in `manifest.py`, re-exported here)
+recomputes them and names every difference. With a signing key, `manifest.sig` holds
+the Ed25519 signature of `manifest.json`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,15 @@ from autocompress import __version__
 from autocompress.atomic import atomic_directory
 from autocompress.config import LoadedStudy
 from autocompress.errors import UserError
-from autocompress.manifest import MANIFEST, file_sha256, verify, write_manifest
+from autocompress.manifest import (
+    MANIFEST,
+    export_refusal,
+    file_sha256,
+    load_private_key,
+    sign_manifest,
+    verify,
+    write_manifest,
+)
 
 __all__ = ["MANIFEST", "export_trial", "verify", "write_manifest"]
 
@@ -33,12 +43,20 @@ def export_trial(
     policy: str,
     study_info: dict[str, Any],
     overwrite: bool = False,
+    sign_key: str | Path | None = None,
 ) -> str:
-    """Write `trial`'s export to `out`; returns the manifest's own sha256."""
+    """Write `trial`'s export to `out`; returns the manifest's own sha256.
+
+    An existing `out` is replaced only with `overwrite`, and only if it is an empty
+    folder or an autocompress export that verifies; anything else raises `UserError`
+    and stays as it was. `sign_key` (an Ed25519 PEM private key, see `autocompress
+    keygen`) adds `manifest.sig`, written before the folder appears.
+    """
     artifacts: dict[str, str] = trial.user_attrs.get("artifacts", {})
     if not artifacts:
         raise UserError(f"trial {trial.number} has no stored model; it cannot be exported")
-    with atomic_directory(out, overwrite=overwrite) as staging:
+    key = load_private_key(sign_key) if sign_key is not None else None
+    with atomic_directory(out, overwrite=overwrite, refusal=export_refusal) as staging:
         for name, artifact_id in artifacts.items():
             try:
                 download_artifact(
@@ -72,4 +90,6 @@ def export_trial(
         }
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2))
         write_manifest(staging)
+        if key is not None:
+            sign_manifest(staging, key)
     return file_sha256(out / MANIFEST)

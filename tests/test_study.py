@@ -203,10 +203,11 @@ def test_export_refuses_to_overwrite_without_being_asked(
     (out / "keep.txt").write_text("mine")
     process = autocompress_cli("export", str(study_file), "--out", str(out), cwd=study_dir)
     assert process.returncode == 2
-    assert "already exists" in process.stderr and "--overwrite" in process.stderr
+    assert "not an autocompress export (keep.txt)" in process.stderr
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
-    process = autocompress_cli(
+    # --overwrite replaces an empty folder or an earlier export, never a user's files.
+    command = (
         "export",
         str(study_file),
         "--out",
@@ -214,10 +215,14 @@ def test_export_refuses_to_overwrite_without_being_asked(
         "--overwrite",
         "--policy",
         "most_accurate",
-        cwd=study_dir,
     )
+    process = autocompress_cli(*command, cwd=study_dir)
+    assert process.returncode == 2
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    (out / "keep.txt").unlink()
+    process = autocompress_cli(*command, cwd=study_dir)
     assert process.returncode == 0, process.stderr
-    assert verify(out) == 4 and not (out / "keep.txt").exists()
+    assert verify(out) == 4
 
 
 def test_resume_continues_the_same_study(result: StudyResult, study_file: Path) -> None:

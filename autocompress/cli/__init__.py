@@ -5,7 +5,7 @@ need it, so `--help` and bad input answer in a moment.
 """
 
 # Each module registers its commands (or sub-app) on `app`.
-from autocompress.cli import dashboard, nightly, registry, study  # noqa: F401
+from autocompress.cli import dashboard, nightly, registry, signing, study  # noqa: F401
 from autocompress.cli._common import app
 
 __all__ = ["app", "main"]

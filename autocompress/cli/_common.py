@@ -32,6 +32,25 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 errors = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from autocompress import __version__
+
+        console.print(f"autocompress {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_print_version, help="Print the version"),
+    ] = False,
+) -> None:
+    """Options before any command (the app's help text is set on `app` above)."""
+
+
 StudyFile = Annotated[Path, typer.Argument(help="A study file, e.g. studies/german_credit.yaml")]
 StorageOption = Annotated[
     str | None, typer.Option("--storage", help="SQLAlchemy URL; overrides the study file")

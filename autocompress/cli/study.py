@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -68,11 +69,9 @@ def run(
         f"Pareto front of {config.study_name} ({len(result.study.trials)} trials, feasible only)",
     )
     if export:
+        # Refreshes this study's own earlier export; anything else there is refused.
         out = result.export(overwrite=True)
-        console.print(
-            f"exported trial selected by policy [bold]{config.export.policy}[/] "
-            f"to [bold]{out}[/]  (check it with: autocompress verify {out})"
-        )
+        console.print(f"{_exported(out)}  (check it with: autocompress verify {escape(str(out))})")
 
 
 @app.command()
@@ -104,25 +103,68 @@ def export(
     ] = None,
     storage: StorageOption = None,
     study_name: StudyNameOption = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing folder")] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(help="Replace an empty folder or an earlier export that verifies"),
+    ] = False,
+    sign_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--sign-key", help="Ed25519 private key (autocompress keygen): write manifest.sig"
+        ),
+    ] = None,
 ) -> None:
     """Export one trial of a study as a verifiable folder."""
     load_study_config(study_file, storage=storage, study_name=study_name)
+    from autocompress.manifest import load_private_key, sign_manifest
+
+    key = load_private_key(sign_key) if sign_key is not None else None  # before any work
     from autocompress import api
 
     result = api.load_result(study_file, storage=storage, study_name=study_name)
     path = result.export(out, policy=policy, overwrite=overwrite)
-    console.print(f"exported to [bold]{path}[/]")
+    signed = ""
+    if key is not None:
+        sign_manifest(path, key)
+        signed = f", signed with {escape(str(sign_key))}"
+    console.print(f"{_exported(path)}{signed}")
 
 
 @app.command()
 @user_errors
-def verify(folder: Annotated[Path, typer.Argument(help="An export folder")]) -> None:
-    """Check every file of an export against its sha256 manifest."""
+def verify(
+    folder: Annotated[Path, typer.Argument(help="An export folder")],
+    public_key: Annotated[
+        Path | None,
+        typer.Option("--public-key", help="Ed25519 public key: require a valid manifest.sig"),
+    ] = None,
+) -> None:
+    """Check every file of an export against its sha256 manifest (and its signature)."""
+    from autocompress.manifest import SIGNATURE, is_signed
     from autocompress.manifest import verify as verify_folder
 
-    count = verify_folder(folder)
-    console.print(f"[green]OK[/] {folder}: {count} files match manifest.json")
+    count = verify_folder(folder, public_key=public_key)
+    if public_key is not None:
+        signature = f"; {SIGNATURE} is a valid signature by {escape(str(public_key))}"
+    elif is_signed(folder):
+        signature = f"; signed ({SIGNATURE} not checked: pass --public-key KEY.pub)"
+    else:
+        signature = "; unsigned"
+    console.print(
+        f"[green]OK[/] {escape(str(folder))}: {count} files match manifest.json{signature}",
+        highlight=False,
+    )
+
+
+def _exported(folder: Path) -> str:
+    """'exported trial N (policy P) to FOLDER', read back from the export's config.yaml."""
+    import yaml
+
+    study = yaml.safe_load((folder / "config.yaml").read_text())["study"]
+    return (
+        f"exported trial [bold]{study['trial_number']}[/] (policy {escape(str(study['policy']))}) "
+        f"to [bold]{escape(str(folder))}[/]"
+    )
 
 
 @contextmanager
