@@ -70,9 +70,13 @@ class StudyResult:
         return teacher_member(self.study)
 
     def export(
-        self, out: str | Path | None = None, policy: str | None = None, overwrite: bool = False
+        self,
+        out: str | Path | None = None,
+        policy: str | None = None,
+        overwrite: bool = False,
+        sign_key: str | Path | None = None,
     ) -> Path:
-        return export_selected(self.study, self.loaded, out, policy, overwrite)
+        return export_selected(self.study, self.loaded, out, policy, overwrite, sign_key)
 
 
 def run_study(
@@ -200,8 +204,11 @@ def export_selected(
     out: str | Path | None = None,
     policy: str | None = None,
     overwrite: bool = False,
+    sign_key: str | Path | None = None,
 ) -> Path:
-    """Pick a trial by policy and write its export folder; the export is recorded."""
+    """Pick a trial by policy and write its export folder; the export is recorded.
+    With `sign_key` (an Ed25519 private key) the manifest is signed before the folder
+    appears (`manifest.sig`)."""
     config = loaded.config
     policy = policy or config.export.policy
     member = select(compute_front(study), policy, study, config.export.latency_budget_ms)
@@ -219,6 +226,7 @@ def export_selected(
             "teacher": study.user_attrs.get(TEACHER_ATTR),
         },
         overwrite=overwrite,
+        sign_key=sign_key,
     )
     store = Store(config.storage_url)
     try:

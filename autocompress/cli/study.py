@@ -116,17 +116,15 @@ def export(
 ) -> None:
     """Export one trial of a study as a verifiable folder."""
     load_study_config(study_file, storage=storage, study_name=study_name)
-    from autocompress.manifest import load_private_key, sign_manifest
+    if sign_key is not None:
+        from autocompress.manifest import load_private_key
 
-    key = load_private_key(sign_key) if sign_key is not None else None  # before any work
+        load_private_key(sign_key)  # a bad key is refused before any work
     from autocompress import api
 
     result = api.load_result(study_file, storage=storage, study_name=study_name)
-    path = result.export(out, policy=policy, overwrite=overwrite)
-    signed = ""
-    if key is not None:
-        sign_manifest(path, key)
-        signed = f", signed with {escape(str(sign_key))}"
+    path = result.export(out, policy=policy, overwrite=overwrite, sign_key=sign_key)
+    signed = f", signed with {escape(str(sign_key))}" if sign_key is not None else ""
     console.print(f"{_exported(path)}{signed}")
 
 
