@@ -36,12 +36,13 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from autocompress.errors import UserError, VerificationError
+from autocompress.errors import StorageUnavailable, UserError, VerificationError
 from autocompress.manifest import MANIFEST, differences, file_sha256, manifest_files, verify
 from autocompress.store import audit
 from autocompress.store.audit import ANCHOR_VARIABLE, AuditEntry, Head, default_actor
 from autocompress.store.connection import check_reachable, database_exists, make_engine, safe_url
 from autocompress.store.repository import Store
+from autocompress.store.resilience import DatabaseUnavailable, retry_transient
 from autocompress.store.schema import AuditRow, ModelStatus, ModelVersionRow, utcnow
 
 __all__ = ["AuditEntry", "Head", "Integrity", "ModelStatus", "ModelVersion", "Registry", "Rollback"]
@@ -453,13 +454,21 @@ class Registry:
         """Run `work` in one transaction; a collision with another writer runs it again.
         After the commit, the new head of the audit chain is anchored."""
         engine = self._existing()
+
+        def transaction() -> tuple[T, Head | None]:
+            with Session(engine, expire_on_commit=False) as session, session.begin():
+                return work(session), _head_written(session)
+
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
-                with Session(engine, expire_on_commit=False) as session:
-                    with session.begin():
-                        result = work(session)
-                        head = _head_written(session)
-                    break
+                # A database that blinks (a restart, "database is locked") is waited for.
+                result, head = retry_transient(transaction, "registry write")
+                break
+            except DatabaseUnavailable as error:
+                raise StorageUnavailable(
+                    f"registry in {safe_url(self.url)}: {error}; nothing was changed, "
+                    "try again when the database is back"
+                ) from None
             except IntegrityError as error:
                 logger.debug("registry: another writer got there first (%s); again", error)
                 if attempt == WRITE_ATTEMPTS:

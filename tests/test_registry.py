@@ -577,7 +577,7 @@ def test_a_v1_database_upgrades_in_place_and_keeps_its_rows(
 
     Store(url).close()
     with Session(engine) as session:
-        assert session.scalar(select(SchemaVersion.version)) == SCHEMA_VERSION == 2
+        assert session.scalar(select(SchemaVersion.version)) == SCHEMA_VERSION == 3
         assert session.scalar(select(ExportRecord.path)) == "/x"
         assert session.scalar(select(FrontSnapshot.study_name)) == "old"
     assert set(REGISTRY_TABLES) <= set(inspect(engine).get_table_names())
