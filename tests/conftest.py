@@ -105,6 +105,40 @@ def data_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+MLP_INPUT_DIM = 20
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real MLP exported the way the credit task exports (dynamic batch axis)."""
+    import torch
+
+    from autocompress.models import MLPClassifier
+
+    torch.manual_seed(0)
+    model = MLPClassifier(MLP_INPUT_DIM, [64, 32], 2).eval()
+    path = tmp_path_factory.mktemp("model") / "model.onnx"
+    torch.onnx.export(
+        model,
+        (torch.randn(4, MLP_INPUT_DIM),),
+        str(path),
+        input_names=["features"],
+        output_names=["logits"],
+        dynamic_axes={"features": {0: "batch"}, "logits": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    return path
+
+
+def feed(batch_size: int) -> Any:
+    """A batch for `model_path`'s model."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    return {"features": rng.normal(size=(batch_size, MLP_INPUT_DIM)).astype(np.float32)}
+
+
 def postgres_url_or_skip() -> str:
     """The test server's URL (.ci/postgres.sh); in CI a missing server fails, elsewhere skips."""
     url = os.environ.get("AUTOCOMPRESS_TEST_POSTGRES_URL")

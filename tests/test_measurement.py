@@ -7,41 +7,14 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-import torch
 
 import autocompress.targets.onnxruntime as ort_target
 from autocompress.config import TargetConfig
 from autocompress.errors import Unsupported, UserError
-from autocompress.models import MLPClassifier
 from autocompress.recipe import Recipe
 from autocompress.targets import OnnxRuntimeTarget, fingerprint_id
 from autocompress.targets.measurement import Measurement
-
-INPUT_DIM = 20
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real MLP exported the way the credit task exports (dynamic batch axis)."""
-    torch.manual_seed(0)
-    model = MLPClassifier(INPUT_DIM, [64, 32], 2).eval()
-    path = tmp_path_factory.mktemp("model") / "model.onnx"
-    torch.onnx.export(
-        model,
-        (torch.randn(4, INPUT_DIM),),
-        str(path),
-        input_names=["features"],
-        output_names=["logits"],
-        dynamic_axes={"features": {0: "batch"}, "logits": {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
-    return path
-
-
-def feed(batch_size: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(0)
-    return {"features": rng.normal(size=(batch_size, INPUT_DIM)).astype(np.float32)}
+from tests.conftest import feed
 
 
 def test_measurement_follows_the_config(model_path: Path) -> None:

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from optuna.trial import TrialState, create_trial
 from rich.console import Console
 
@@ -30,15 +29,13 @@ from autocompress.api import StudyResult, run_study
 from autocompress.config import TargetConfig
 from autocompress.dashboard import completed_trial_note, named_constraints
 from autocompress.front import FrontMember, compute_front
-from autocompress.models import MLPClassifier
 from autocompress.report import write_report
 from autocompress.select import choose, select
 from autocompress.targets import OnnxRuntimeTarget, OnnxSession
 from autocompress.targets.measurement import Measurement, steady_timings, time_runs
-from tests.conftest import tiny_study_dict, write_study
+from tests.conftest import feed, tiny_study_dict, write_study
 
 MAX_CV = 0.5
-INPUT_DIM = 20
 
 
 @contextmanager
@@ -68,29 +65,6 @@ def busy_threads(count: int = 2, switch_interval_s: float = 0.0002) -> Iterator[
         for thread in threads:
             thread.join()
         sys.setswitchinterval(previous)
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    model = MLPClassifier(INPUT_DIM, [64, 32], 2).eval()
-    path = tmp_path_factory.mktemp("model") / "model.onnx"
-    torch.onnx.export(
-        model,
-        (torch.randn(4, INPUT_DIM),),
-        str(path),
-        input_names=["features"],
-        output_names=["logits"],
-        dynamic_axes={"features": {0: "batch"}, "logits": {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
-    return path
-
-
-def feed(batch_size: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(0)
-    return {"features": rng.normal(size=(batch_size, INPUT_DIM)).astype(np.float32)}
 
 
 # --- the re-measure rule --------------------------------------------------------------
