@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+import torch
 from optuna.trial import FrozenTrial
 from torch import nn
 
@@ -109,6 +110,7 @@ def run_study(
     )
     config = loaded.config
     _check_outputs_writable(loaded)
+    torch.set_num_threads(config.workers.torch_threads)  # for this process: see the key
     task = build_task(config)
     target = build_target(config)
     _check_policy_can_select(loaded)
@@ -122,12 +124,13 @@ def run_study(
         study = _create_or_resume(loaded, target, start)
         enqueue_first_trials(study, [*warm_starts, *(WarmStart(p) for p in config.warm_start)])
     logger.info(
-        "study %r in %s: %d trials so far (start %d of this study); preparing the teacher "
-        "(trained once per study, then cached)",
+        "study %r in %s: %d trials so far (start %d of this study, %d torch thread(s)); "
+        "preparing the teacher (trained once per study, then cached)",
         config.study_name,
         safe_url(config.storage_url),
         study._storage.get_n_trials(study._study_id),
         start + 1,
+        torch.get_num_threads(),
     )
     try:
         teacher = task.teacher(config.artifacts_path / "teachers")

@@ -205,6 +205,11 @@ class WorkersConfig(_Strict):
     # How long a worker keeps retrying a database that does not answer (a server
     # restart, a dropped connection, SQLite's "database is locked") before it stops.
     db_retry_s: Annotated[float, Field(ge=0.0)] = 60.0
+    # torch's intra-op threads in this worker (training the teacher and students). One
+    # by default: on a busy 2-core machine torch's default threads made a credit teacher
+    # take 24m49s against 2m15s with one thread, and workers sharing a machine each
+    # asked for every core.
+    torch_threads: Annotated[int, Field(ge=1)] = 1
 
 
 class StudyConfig(_Strict):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -41,7 +42,9 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="autocompress-workers-") as work:
         work_dir = Path(work)
-        cluster = work_dir / "pg"
+        # A folder of its own under /tmp: the server runs as `postgres`, which cannot
+        # enter this root-only working folder.
+        cluster = Path(tempfile.mkdtemp(prefix="autocompress-pg-"))
         url = args.storage or start_postgres(cluster, args.port)
         try:
             study_file = write_study(work_dir, url)
@@ -57,6 +60,7 @@ def main() -> int:
         finally:
             if not args.storage:
                 subprocess.run(["bash", str(POSTGRES), "stop", str(cluster)], check=False)
+            shutil.rmtree(cluster, ignore_errors=True)
     write_section(results, args)
     return 0
 

@@ -57,9 +57,7 @@ class DatabaseUnavailable(Exception):
 
 def describe(error: BaseException) -> str:
     """The root cause's first line: what the driver said, without the SQL and the links."""
-    root = error
-    while (nested := getattr(root, "orig", None) or root.__cause__) is not None:
-        root = nested
+    root = _causes(error)[-1]  # through `orig`, causes and contexts (Optuna re-raises)
     lines = str(root).strip().splitlines()
     return lines[0] if lines else type(root).__name__
 
