@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import optuna
 import pytest
@@ -75,7 +76,7 @@ def _state(storage_url: str, number: int) -> TrialState:
 
 
 def test_killed_worker_trial_is_failed_and_retried(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault_table: Any
 ) -> None:
     monkeypatch.chdir(tmp_path)
     study = tiny_study_dict(tmp_path, n_trials=50, workers=HEARTBEAT)
@@ -99,10 +100,16 @@ def test_killed_worker_trial_is_failed_and_retried(
     assert killed.params and killed.params.items() <= retry.params.items()
     assert retry.state in (TrialState.COMPLETE, TrialState.PRUNED)
     assert not result.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    fault_table.record(
+        "killed worker",
+        f"`kill -9` of a worker while trial {killed_number} ran",
+        f"the next worker failed trial {killed_number} after its stale heartbeat and ran "
+        f"it again as trial {retry.number} ({retry.state.name}); 0 RUNNING",
+    )
 
 
 def test_sigterm_fails_the_running_trial_and_says_so(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault_table: Any
 ) -> None:
     """A scheduler's stop (SIGTERM) ends the run like Ctrl-C: the trial is failed with
     the reason at once, not left RUNNING for a heartbeat to find."""
@@ -120,6 +127,13 @@ def test_sigterm_fails_the_running_trial_and_says_so(
     assert trial.state == TrialState.FAIL
     assert trial.user_attrs["failed_reason"] == "stopped by SIGTERM"
     assert not stopped.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    said = next(line for line in stderr.splitlines() if "stopped" in line)
+    fault_table.record(
+        "killed worker",
+        f"SIGTERM to a worker while trial {number} ran",
+        f"exit {code}: '{said.strip()}'; trial {number} FAILED with failed_reason "
+        "'stopped by SIGTERM', 0 RUNNING",
+    )
 
 
 def test_a_stop_while_optuna_records_a_trial_is_held_back(
