@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from autocompress.errors import UserError
 from autocompress.recipe import RECIPE_FIELDS, FieldSpec
@@ -64,10 +65,78 @@ class TeacherConfig(_Strict):
     patience: Annotated[int, Field(gt=0)] = 10
 
 
+ImputeRule = Literal["median", "mean", "constant"]
+# none; log1p (values below 0 count as 0; refused when training has them); signed_log1p
+# (sign(x)·log1p(|x|), for money columns that go negative); clip (winsorise at
+# `clip_quantiles` of training); quantile (the training CDF, piecewise linear).
+NumericTransform = Literal["none", "log1p", "signed_log1p", "clip", "quantile"]
+
+
+class ColumnPreprocessing(_Strict):
+    """Overrides for the numeric columns a `task.preprocessing.columns` key names."""
+
+    impute: ImputeRule | None = None
+    fill_value: float | None = None
+    transform: NumericTransform | None = None
+    missing_indicator: bool | None = None
+
+
+class PreprocessingConfig(_Strict):
+    """How raw numeric cells become model inputs; the exported graph applies the same.
+
+    Missing cells (empty, NaN, and ±inf when `infinite` is `missing`) are imputed by
+    `impute` (the training median by default; `constant` uses `fill_value`). A 0/1
+    indicator column is added for columns that had missing cells in training (`auto`),
+    for every numeric column (`always`) or never. `columns` maps column names or glob
+    patterns (`BILL_AMT*`) to overrides; the first matching key wins.
+    """
+
+    impute: ImputeRule = "median"
+    fill_value: float = 0.0
+    missing_indicator: Literal["auto", "always", "never"] = "auto"
+    infinite: Literal["missing", "clip"] = "missing"
+    transform: NumericTransform = "none"
+    clip_quantiles: tuple[
+        Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]
+    ] = (0.005, 0.995)
+    quantile_knots: Annotated[int, Field(ge=3, le=1000)] = 64
+    columns: dict[str, ColumnPreprocessing] = {}
+
+    @model_validator(mode="after")
+    def _ordered_quantiles(self) -> PreprocessingConfig:
+        low, high = self.clip_quantiles
+        if not low < high:
+            raise ValueError(
+                f"clip_quantiles must be [low, high] with low < high, got {low}, {high}"
+            )
+        if not math.isfinite(self.fill_value):
+            raise ValueError("fill_value must be a finite number")
+        return self
+
+
+class DecisionConfig(_Strict):
+    """Where the exported graph puts the decision threshold on the bad-class probability,
+    chosen on the validation split: `max_f1` (F1 of the bad class), `bad_rate` (flag
+    this share of applicants), `approval_rate` (approve this share) or `fixed`."""
+
+    rule: Literal["max_f1", "bad_rate", "approval_rate", "fixed"] = "max_f1"
+    value: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
+
+    @model_validator(mode="after")
+    def _value_when_needed(self) -> DecisionConfig:
+        if self.rule != "max_f1" and self.value is None:
+            raise ValueError(f"rule {self.rule!r} needs a value between 0 and 1 (exclusive)")
+        if self.rule == "max_f1" and self.value is not None:
+            raise ValueError("rule 'max_f1' takes no value; remove it or pick another rule")
+        return self
+
+
 class CreditTaskConfig(_Strict):
     kind: Literal["credit"]
     data: DataConfig
     teacher: TeacherConfig = TeacherConfig()
+    preprocessing: PreprocessingConfig = PreprocessingConfig()
+    decision: DecisionConfig = DecisionConfig()
 
 
 class TextModelConfig(_Strict):
