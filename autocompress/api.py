@@ -31,6 +31,7 @@ from autocompress.search import (
     Objective,
     WarmStart,
     build_sampler,
+    check_metrics_defined,
     directions,
     enqueue_first_trials,
 )
@@ -112,6 +113,8 @@ def run_study(
     _check_outputs_writable(loaded)
     torch.set_num_threads(config.workers.torch_threads)  # for this process: see the key
     task = build_task(config)
+    # AUC, Gini, KS need both classes in the splits they are judged on.
+    check_metrics_defined(config, {split: task.labels(split) for split in ("valid", "test")})
     target = build_target(config)
     _check_policy_can_select(loaded)
     check_reachable(config.storage_url)

@@ -31,10 +31,18 @@ OBJECTIVE_METRICS = (
     "accuracy",
     "f1",
     "roc_auc",
+    "gini",
+    "ks",
+    "brier",
+    "ece",
     "latency_p50_ms",
     "latency_p90_ms",
     "size_bytes",
 )
+# Higher is better for these; every other objective metric is minimised.
+MAXIMIZED_METRICS = frozenset({"accuracy", "f1", "roc_auc", "gini", "ks"})
+# Scores of a bad-class probability, which only the credit task reports.
+CREDIT_ONLY_METRICS = ("gini", "ks", "brier", "ece")
 Fraction = Annotated[float, Field(gt=0.0, lt=0.5)]
 # Overrides (keyword arguments, command-line options) that set a key of another name.
 OVERRIDE_KEYS = {"data": "task.data.path"}
@@ -201,11 +209,38 @@ class ObjectivesConfig(_Strict):
     f1_average: Literal["macro", "positive"] = "macro"
 
 
+# constraints.<key> -> the metric it limits, and how: a `drop` (teacher − student, for
+# scores where higher is better) or an `increase` (student − teacher, for calibration).
+CONSTRAINT_LIMITS = {
+    "max_accuracy_drop": ("accuracy", "drop"),
+    "max_f1_drop": ("f1", "drop"),
+    "max_roc_auc_drop": ("roc_auc", "drop"),
+    "max_gini_drop": ("gini", "drop"),
+    "max_ks_drop": ("ks", "drop"),
+    "max_brier_increase": ("brier", "increase"),
+    "max_ece_increase": ("ece", "increase"),
+}
+
+
 class ConstraintsConfig(_Strict):
-    """Limits versus the teacher; a trial beyond any of them is infeasible (never on the front)."""
+    """Limits versus the teacher; a trial beyond any of them is infeasible (never on the front).
+    Drops are teacher − student, increases student − teacher, on the test split."""
 
     max_accuracy_drop: Annotated[float, Field(ge=0.0, le=1.0)] | None = 0.02
     max_f1_drop: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    max_roc_auc_drop: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    max_gini_drop: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    max_ks_drop: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    max_brier_increase: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    max_ece_increase: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+
+    def limits(self) -> list[tuple[str, str, float, str]]:
+        """(key, metric, limit, "drop" | "increase") for every limit the study sets."""
+        return [
+            (key, metric, getattr(self, key), kind)
+            for key, (metric, kind) in CONSTRAINT_LIMITS.items()
+            if getattr(self, key) is not None
+        ]
 
 
 class TargetConfig(_Strict):
@@ -328,6 +363,12 @@ class StudyConfig(_Strict):
         dumped = self.model_dump(
             include=set(keys), exclude={"task": {"data": {"path", "test_path"}, "model": {"path"}}}
         )
+        # Limits added later count only when set, so studies made before them still resume.
+        dumped["constraints"] = {
+            key: value
+            for key, value in dumped["constraints"].items()
+            if value is not None or key in ("max_accuracy_drop", "max_f1_drop")
+        }
         payload = json.dumps(dumped, sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -508,13 +549,9 @@ def _is_kind(value: Any, kind: type) -> bool:
 
 
 def _check_consistency(config: StudyConfig, source: Path) -> None:
-    policy = config.export.policy
-    explicit = policy.startswith("trial:") and policy.removeprefix("trial:").isdigit()
-    if policy not in ("fastest", "most_accurate") and not explicit:
-        raise UserError(
-            f"{source}: export.policy: {policy!r} is not allowed; allowed values: "
-            "fastest, most_accurate, trial:N"
-        )
+    from autocompress.select import parse_policy  # light; select owns the policies
+
+    policy = parse_policy(config.export.policy, f"{source}: export.policy")
     metrics = config.objectives.metrics
     if len(set(metrics)) != len(metrics):
         raise UserError(f"{source}: objectives.metrics: {metrics} names a metric twice")
@@ -528,15 +565,24 @@ def _check_consistency(config: StudyConfig, source: Path) -> None:
             f"workers.heartbeat_interval_s ({workers.heartbeat_interval_s}), or a healthy "
             "trial looks dead between two beats; raise it or leave it out (twice the interval)"
         )
-    limits = config.constraints
-    if config.cost_control.constraint_stop and (
-        limits.max_f1_drop is None and limits.max_accuracy_drop is None
-    ):
+    limits = config.constraints.limits()
+    if config.cost_control.constraint_stop and not limits:
         raise UserError(
             f"{source}: cost_control.constraint_stop: true needs a limit in constraints "
-            "(max_f1_drop or max_accuracy_drop) to stop trials against; set one or turn "
+            f"({', '.join(CONSTRAINT_LIMITS)}) to stop trials against; set one or turn "
             "constraint_stop off"
         )
+    if config.task.kind != "credit":
+        uses = [(f"objectives.metrics: {m}", m) for m in metrics]
+        uses += [(f"constraints.{key}", metric) for key, metric, _, _ in limits]
+        uses += [(f"export.policy: {policy.name}", policy.metric)]
+        for key, metric in uses:
+            if metric in CREDIT_ONLY_METRICS:
+                raise UserError(
+                    f"{source}: {key}: {metric} scores a bad-class probability, which only "
+                    f"credit tasks report ({', '.join(CREDIT_ONLY_METRICS)}); "
+                    f"{config.task.kind} tasks report accuracy, f1 and roc_auc"
+                )
 
 
 def _check_warm_start(

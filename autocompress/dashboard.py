@@ -71,10 +71,18 @@ def save_trial_note(trial: Any, body: str) -> None:
     save_note(trial, body)
 
 
+def change_label(name: str) -> str:
+    """`accuracy_drop` or `brier_increase` said in words: `accuracy drop`."""
+    for suffix in ("_drop", "_increase"):
+        if name.endswith(suffix):
+            return f"{name.removesuffix(suffix)} {suffix[1:]}"
+    return name
+
+
 def constraint_label(name: str) -> str:
     """`accuracy_drop` (drop minus limit, as stored) said as what it is."""
-    metric = name.removesuffix("_drop")
-    return f"{metric} drop − limit" if metric != name else name
+    label = change_label(name)
+    return f"{label} − limit" if label != name else name
 
 
 def failed_constraints(constraints: dict[str, float]) -> list[str]:
@@ -83,11 +91,11 @@ def failed_constraints(constraints: dict[str, float]) -> list[str]:
 
 
 def infeasible_reason(constraints: dict[str, float]) -> str:
-    """`f1 drop over its limit` (or both): which limits a trial broke; `` if none."""
-    failed = [name.removesuffix("_drop") for name in failed_constraints(constraints)]
+    """`f1 drop over its limit` (or several): which limits a trial broke; `` if none."""
+    failed = [change_label(name) for name in failed_constraints(constraints)]
     if not failed:
         return ""
-    return f"{' and '.join(failed)} drop over {'its limit' if len(failed) == 1 else 'their limits'}"
+    return f"{' and '.join(failed)} over {'its limit' if len(failed) == 1 else 'their limits'}"
 
 
 def completed_trial_note(
@@ -133,8 +141,10 @@ def completed_trial_note(
         f"- model size {measurement['size_bytes'] / 1024:.1f} KB",
         "- scores on the held-out split: "
         + ", ".join(f"{name} {value:.4f}" for name, value in sorted(metrics.items())),
-        "- drop vs the teacher: "
-        + ", ".join(f"{name} {100 * value:+.2f} pts" for name, value in sorted(drops.items())),
+        "- versus the teacher: "
+        + ", ".join(
+            f"{change_label(name)} {100 * value:+.2f} pts" for name, value in sorted(drops.items())
+        ),
     ]
     if constraints:
         reason = infeasible_reason(constraints)

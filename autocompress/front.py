@@ -65,6 +65,8 @@ class FrontMember:
             "size_bytes": attrs.get("measurement", {}).get("size_bytes"),
             "accuracy_drop": attrs.get("accuracy_drop"),
             "f1_drop": attrs.get("f1_drop"),
+            # and every other change versus the teacher recorded: roc_auc_drop, brier_increase...
+            **{k: v for k, v in attrs.items() if k.endswith(("_drop", "_increase"))},
             "num_parameters": attrs.get("num_parameters"),
             "recipe": attrs.get("recipe_summary"),
             "role": attrs.get("role"),

@@ -10,6 +10,7 @@ measurement noise. Every run writes an HTML report with the Pareto plot.
 from __future__ import annotations
 
 import logging
+import math
 import statistics
 import zlib
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from autocompress.config import LoadedStudy, load_study_config
 from autocompress.errors import UserError
 from autocompress.registry import ModelVersion, Registry
+from autocompress.select import parse_policy, policy_choices
 from autocompress.store import Store, check_reachable
 from autocompress.store.locks import hold_lock
 
@@ -92,50 +94,64 @@ def decide(
 ) -> Decision:
     """Replace only when the challenger is better by the policy beyond noise.
 
-    Latency noise: the two candidates' per-round p50s must not overlap (every round
-    of the challenger faster than every round of the champion). Score noise: at
-    least one more correct test example than the champion.
+    Latency noise (`fastest`): the two candidates' per-round p50s must not overlap
+    (every round of the challenger faster than every round of the champion). Score
+    noise (`best:<metric>`, `most_accurate` = `best:accuracy`): better in the metric's
+    direction by at least 1/n_test, which for accuracy is one more correct test example.
     """
+    parsed = parse_policy(policy, "export.policy")
+    if not parsed.ranks:
+        raise UserError(
+            "export.policy: nightly runs need a ranking policy "
+            f"({policy_choices(ranking_only=True)}), not {policy!r}"
+        )
     if champion is None:
         return Decision(True, "no champion yet: the first selection becomes the champion")
     if not champion.feasible and challenger.feasible:
         return Decision(True, "the champion no longer meets the study's constraints today")
     if not challenger.feasible:
         return Decision(False, "the challenger does not meet the study's constraints")
-    slower, faster = max(challenger.p50_rounds), min(champion.p50_rounds)
-    gain = 1 - challenger.p50 / champion.p50
-    if policy == "fastest":
-        if slower < faster:
-            return Decision(
-                True,
-                f"challenger p50 {challenger.p50:.4f} ms vs champion {champion.p50:.4f} ms "
-                f"({gain:.1%} faster; slowest challenger round {slower:.4f} ms < fastest "
-                f"champion round {faster:.4f} ms)",
-            )
-        return Decision(
-            False,
-            f"challenger p50 {challenger.p50:.4f} ms vs champion {champion.p50:.4f} ms "
-            f"({gain:+.1%}): not faster beyond measurement noise (round p50s overlap: "
-            f"{min(challenger.p50_rounds):.4f}–{slower:.4f} vs "
-            f"{faster:.4f}–{max(champion.p50_rounds):.4f} ms)",
-        )
-    if policy == "most_accurate":
+    if parsed.kind == "best":
         if latency_budget_ms is not None and challenger.p50 > latency_budget_ms:
             return Decision(False, f"the challenger is over the {latency_budget_ms} ms budget")
-        margin = challenger.metrics["accuracy"] - champion.metrics["accuracy"]
-        if margin * n_test >= 1 - 1e-9:
-            return Decision(
-                True,
-                f"challenger accuracy {challenger.metrics['accuracy']:.4f} vs champion "
-                f"{champion.metrics['accuracy']:.4f} (+{margin * n_test:.0f} of {n_test} "
-                "test examples)",
-            )
+        return _better_score(parsed.metric, parsed.direction, challenger, champion, n_test)
+    slower, faster = max(challenger.p50_rounds), min(champion.p50_rounds)
+    gain = 1 - challenger.p50 / champion.p50
+    if slower < faster:
         return Decision(
-            False,
-            f"challenger accuracy {challenger.metrics['accuracy']:.4f} vs champion "
-            f"{champion.metrics['accuracy']:.4f}: not better by a single test example",
+            True,
+            f"challenger p50 {challenger.p50:.4f} ms vs champion {champion.p50:.4f} ms "
+            f"({gain:.1%} faster; slowest challenger round {slower:.4f} ms < fastest "
+            f"champion round {faster:.4f} ms)",
         )
-    raise UserError(f"export.policy: nightly runs need fastest or most_accurate, not {policy!r}")
+    return Decision(
+        False,
+        f"challenger p50 {challenger.p50:.4f} ms vs champion {champion.p50:.4f} ms "
+        f"({gain:+.1%}): not faster beyond measurement noise (round p50s overlap: "
+        f"{min(challenger.p50_rounds):.4f}–{slower:.4f} vs "
+        f"{faster:.4f}–{max(champion.p50_rounds):.4f} ms)",
+    )
+
+
+def _better_score(
+    metric: str, direction: str, challenger: Contender, champion: Contender, n_test: int
+) -> Decision:
+    """Whether the challenger's `metric` beats the champion's by at least 1/n_test."""
+    new, old = challenger.metrics.get(metric, math.nan), champion.metrics.get(metric, math.nan)
+    scores = f"challenger {metric} {new:.4f} vs champion {old:.4f}"
+    margin = (new - old) if direction == "maximize" else (old - new)
+    if math.isnan(margin):
+        return Decision(False, f"{scores}: not comparable (a score is undefined)")
+    if metric == "accuracy":  # in test examples, as people count them
+        if margin * n_test >= 1 - 1e-9:
+            return Decision(True, f"{scores} (+{margin * n_test:.0f} of {n_test} test examples)")
+        return Decision(False, f"{scores}: not better by a single test example")
+    better = "higher" if direction == "maximize" else "lower"
+    if margin * n_test >= 1 - 1e-9:
+        return Decision(True, f"{scores} ({better} by {margin:.4f} ≥ 1/{n_test} test rows)")
+    return Decision(
+        False, f"{scores}: not {better} by at least 1/{n_test} ({1 / n_test:.4f}, one test row)"
+    )
 
 
 def run_nightly(
@@ -157,10 +173,10 @@ def run_nightly(
     loaded = load_study_config(study_file, storage=storage, data=data)
     config = loaded.config
     base = config.study_name
-    if config.export.policy not in ("fastest", "most_accurate"):
+    if not parse_policy(config.export.policy, config.where("export.policy")).ranks:
         raise UserError(
-            f"{config.where('export.policy')}: nightly runs need fastest or most_accurate, "
-            f"not {config.export.policy!r}"
+            f"{config.where('export.policy')}: nightly runs need a ranking policy "
+            f"({policy_choices(ranking_only=True)}), not {config.export.policy!r}"
         )
     if config.target.runtime != "onnxruntime":
         raise UserError(

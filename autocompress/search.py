@@ -4,26 +4,30 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import statistics
 import tempfile
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import FrozenTrial, Trial, TrialState
 from torch import nn
 
 from autocompress.config import (
+    MAXIMIZED_METRICS,
     ConstraintsConfig,
     CostControlConfig,
     LoadedStudy,
     ParamSpace,
     SamplerConfig,
+    StudyConfig,
 )
 from autocompress.dashboard import (
     attach_report_artifacts,
@@ -31,16 +35,30 @@ from autocompress.dashboard import (
     save_trial_note,
     set_constraints,
 )
-from autocompress.errors import TrialAborted, Unsupported
+from autocompress.errors import TrialAborted, Unsupported, UserError
 from autocompress.front import TEACHER_ROLE, compute_front, feasible_complete_trials
 from autocompress.pipeline import Evaluation, evaluate_recipe
 from autocompress.recipe import RECIPE_FIELDS, Recipe
+from autocompress.select import parse_policy
 from autocompress.store import Store
 from autocompress.store.resilience import describe, is_disk_full
 from autocompress.targets import Target
 from autocompress.tasks import Task
 
-MAXIMIZED = {"accuracy", "f1", "roc_auc"}
+MAXIMIZED = MAXIMIZED_METRICS  # accuracy, f1, roc_auc, gini, ks; brier and ece are minimised
+# Scores recorded against the teacher as `<metric>_drop` (teacher − student: higher is
+# better) or `<metric>_increase` (student − teacher: calibration errors), when both have them.
+DROP_METRICS = (
+    *sorted(MAXIMIZED),
+    "f1_macro",
+    "f1_positive",
+    "accuracy_at_threshold",
+    "f1_at_threshold",
+)
+INCREASE_METRICS = ("brier", "ece")
+# Scores undefined when the labels hold a single class.
+TWO_CLASS_METRICS = ("roc_auc", "gini", "ks")
+SPLIT_NAMES = {"valid": "validation", "test": "test", "train": "training"}
 VALID_CURVE = "valid_score_by_epoch"
 logger = logging.getLogger("autocompress")
 EPOCH_LOG_INTERVAL_S = 30.0
@@ -149,14 +167,74 @@ def enqueue_first_trials(study: optuna.Study, warm_starts: Sequence[WarmStart]) 
 def drops_and_constraints(
     limits: ConstraintsConfig, teacher: dict[str, float], metrics: dict[str, float]
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """Drops versus the teacher (always recorded), and constraint values (drop minus
-    limit, feasible when ≤ 0) where the study limits them."""
-    drops, constraints = {}, {}
-    for metric, limit in (("accuracy", limits.max_accuracy_drop), ("f1", limits.max_f1_drop)):
-        drops[metric] = teacher[metric] - metrics[metric]
-        if limit is not None:
-            constraints[f"{metric}_drop"] = drops[metric] - limit
-    return drops, constraints
+    """How much worse than the teacher the student scores, for every score both have
+    (`accuracy_drop`, `roc_auc_drop`, ..., `brier_increase`: positive is worse), and the
+    constraint values (change minus limit, feasible when ≤ 0) of the limits the study
+    sets, named like the changes."""
+    changes = {}
+    for metric in (*DROP_METRICS, *INCREASE_METRICS):
+        if metric in teacher and metric in metrics:
+            change = _change(metric, teacher[metric], metrics[metric])
+            if math.isfinite(change):
+                changes[_change_name(metric)] = change
+    constraints = {}
+    for key, metric, limit, _ in limits.limits():
+        if metric not in teacher or metric not in metrics:
+            reported = sorted(set(teacher) & set(metrics))
+            raise UserError(
+                f"constraints.{key}: the task reports no {metric} score for "
+                f"{'the teacher' if metric not in teacher else 'this student'} (it reports "
+                f"{', '.join(reported)}); remove the limit"
+            )
+        constraints[_change_name(metric)] = (
+            _change(metric, teacher[metric], metrics[metric]) - limit
+        )
+    return changes, constraints
+
+
+def _change(metric: str, teacher: float, student: float) -> float:
+    return student - teacher if metric in INCREASE_METRICS else teacher - student
+
+
+def _change_name(metric: str) -> str:
+    return f"{metric}_increase" if metric in INCREASE_METRICS else f"{metric}_drop"
+
+
+def check_metrics_defined(
+    config: StudyConfig,
+    labels_by_split: dict[str, np.ndarray],
+    where: Callable[[str], str] | None = None,
+) -> None:
+    """Refuse ranking scores (roc_auc, gini, ks) the study optimises, limits or selects
+    by when a split they are judged on (`valid`, `test`) holds a single class: they are
+    undefined there, so every trial would fail or be infeasible. `where` names a key
+    (default: `config.where`)."""
+    where = where or config.where
+    uses = [
+        (f"{where('objectives.metrics')}: {m}", m, "drop the objective")
+        for m in config.objectives.metrics
+    ]
+    uses += [
+        (where(f"constraints.{key}"), metric, "drop the constraint")
+        for key, metric, _, _ in config.constraints.limits()
+    ]
+    policy = parse_policy(config.export.policy, where("export.policy"))
+    if policy.kind == "best":
+        uses.append(
+            (f"{where('export.policy')}: {policy.name}", policy.metric, "pick another policy")
+        )
+    two = "both classes" if config.task.kind == "credit" else "at least two classes"
+    for split, labels in labels_by_split.items():
+        classes, counts = np.unique(np.asarray(labels), return_counts=True)
+        if len(classes) >= 2:
+            continue
+        has = f"only class {classes[0]} ({counts[0]} rows)" if len(classes) else "no rows"
+        for key, metric, remedy in uses:
+            if metric in TWO_CLASS_METRICS:
+                raise UserError(
+                    f"{key} needs {two} in the {SPLIT_NAMES.get(split, split)} split; it "
+                    f"has {has}; use a larger task.data.{split}_size or {remedy}"
+                )
 
 
 def pruned(trial: Trial, reason: str) -> optuna.TrialPruned:
@@ -274,8 +352,8 @@ class Objective:
         drops, constraints = drops_and_constraints(
             config.constraints, self.teacher_metrics, evaluation.metrics
         )
-        for metric, drop in drops.items():
-            trial.set_user_attr(f"{metric}_drop", drop)
+        for name, change in drops.items():  # accuracy_drop, ..., brier_increase
+            trial.set_user_attr(name, change)
         set_constraints(trial, constraints)
         self._describe_for_dashboard(trial, recipe, evaluation, drops, constraints)
         observed = {**evaluation.metrics, **measurement}

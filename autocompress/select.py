@@ -1,22 +1,82 @@
 """Policies that pick one trial to export from a study's front.
 
-`choose` returns a `Selection`: the member and, when noisy latencies could have
-decided it, a warning to show. `select` returns the member alone (and logs the
-warning) for callers that want only the trial.
+`parse_policy` owns which policies exist and what they mean; the study file check,
+the command line's help and nightly runs all ask it. `choose` returns a `Selection`:
+the member and, when noisy latencies could have decided it, a warning to show.
+`select` returns the member alone (and logs the warning) for callers that want only
+the trial.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
-import optuna
-from optuna.trial import TrialState
-
+from autocompress.config import CONSTRAINT_LIMITS, MAXIMIZED_METRICS, OBJECTIVE_METRICS
 from autocompress.errors import UserError
-from autocompress.front import FrontMember
+
+if TYPE_CHECKING:  # optuna and the front are imported when a policy is applied, not parsed
+    import optuna
+
+    from autocompress.front import FrontMember
 
 logger = logging.getLogger("autocompress")
+
+LATENCY = "latency_p50_ms"
+# best:<metric> ranks by any score a study can optimise; latency and size have `fastest`.
+BEST_METRICS = tuple(
+    m for m in OBJECTIVE_METRICS if not m.startswith("latency") and m != "size_bytes"
+)
+ALIASES = {"most_accurate": "best:accuracy"}
+
+
+@dataclass(frozen=True)
+class Policy:
+    """An export policy as understood: `kind` fastest (lowest p50), best (best `metric`
+    in `direction`, under the latency budget) or trial (`trial_number`, any complete
+    trial); `name` is the text it was parsed from."""
+
+    name: str
+    kind: Literal["fastest", "best", "trial"]
+    metric: str | None = None
+    direction: Literal["maximize", "minimize"] | None = None
+    trial_number: int | None = None
+
+    @property
+    def ranks(self) -> bool:
+        """Whether it ranks trials (fastest, best:*) rather than naming one."""
+        return self.kind != "trial"
+
+
+def policy_choices(ranking_only: bool = False, sep: str = ", ") -> str:
+    """The allowed policies, as messages and help list them."""
+    choices = [
+        "fastest",
+        "most_accurate (= best:accuracy)",
+        f"best:METRIC (METRIC: {', '.join(BEST_METRICS)})",
+    ]
+    return sep.join(choices if ranking_only else [*choices, "trial:N"])
+
+
+def parse_policy(text: str, where: str = "--policy") -> Policy:
+    """`fastest`, `most_accurate` (an alias of `best:accuracy`), `best:<metric>` for a
+    metric of `BEST_METRICS` (highest accuracy, f1, roc_auc, gini, ks; lowest brier,
+    ece) or `trial:N`; anything else is a `UserError` naming `where`."""
+    canonical = ALIASES.get(text, text)
+    if canonical == "fastest":
+        return Policy(text, "fastest", LATENCY, "minimize")
+    kind, _, rest = canonical.partition(":")
+    if kind == "trial" and rest.isdigit():
+        return Policy(text, "trial", trial_number=int(rest))
+    if kind == "best" and rest in BEST_METRICS:
+        direction = "maximize" if rest in MAXIMIZED_METRICS else "minimize"
+        return Policy(text, "best", rest, direction)
+    hint = ""
+    if kind == "best" and rest in OBJECTIVE_METRICS:
+        hint = f" ({rest} is not a score: for latency use fastest)"
+    raise UserError(f"{where}: {text!r} is not allowed; allowed values: {policy_choices()}{hint}")
 
 
 @dataclass(frozen=True)
@@ -52,48 +112,56 @@ def choose(
     study: optuna.Study | None = None,
     latency_budget_ms: float | None = None,
 ) -> Selection:
-    """`fastest` (lowest p50 within the allowed accuracy drop: the front is already
-    feasible), `most_accurate` (highest accuracy under `latency_budget_ms`, if set),
+    """`fastest` (lowest p50 within the constraints: the front is already feasible; ties:
+    higher accuracy), `best:<metric>` (the best score in the metric's direction under
+    `latency_budget_ms`, if set; ties: lower p50; `most_accurate` is `best:accuracy`),
     or `trial:N` (any complete trial of `study`).
 
     `fastest` warns when the chosen member or the runner-up it beat is noisy, or when
     the two p50s are within each other's spread (their gap is at most the larger of
-    p50 × CV of the two). `most_accurate` warns when a latency budget was applied
-    and the chosen member's latency is noisy."""
-    if policy.startswith("trial:"):
+    p50 × CV of the two). `best:*` warns when a latency budget was applied and the
+    chosen member's latency is noisy."""
+    parsed = parse_policy(policy)
+    if parsed.kind == "trial":
         return Selection(_explicit_trial(policy, study), policy)
     if not front:
         raise UserError(
-            "the study has no feasible complete trial to export yet; run more "
-            "trials or relax constraints.max_accuracy_drop / max_f1_drop"
+            "the study has no feasible complete trial to export yet; run more trials or "
+            f"relax its constraints ({', '.join(f'constraints.{k}' for k in CONSTRAINT_LIMITS)})"
         )
-    if policy == "fastest":
-        ranked = sorted(front, key=lambda m: (m.metrics["latency_p50_ms"], -m.metrics["accuracy"]))
+    if parsed.kind == "fastest":
+        ranked = sorted(front, key=lambda m: (m.metrics[LATENCY], -m.metrics["accuracy"]))
         chosen, runner_up = ranked[0], (ranked[1] if len(ranked) > 1 else None)
         return Selection(chosen, policy, runner_up, _fastest_warning(chosen, runner_up))
-    if policy == "most_accurate":
-        within = [
-            m
-            for m in front
-            if latency_budget_ms is None or m.metrics["latency_p50_ms"] <= latency_budget_ms
-        ]
-        if not within:
-            fastest = min(m.metrics["latency_p50_ms"] for m in front)
-            raise UserError(
-                f"export.latency_budget_ms: no front trial runs within "
-                f"{latency_budget_ms} ms; the fastest takes {fastest:.3f} ms"
-            )
-        chosen = max(within, key=lambda m: (m.metrics["accuracy"], -m.metrics["latency_p50_ms"]))
-        warning = None
-        if latency_budget_ms is not None and chosen.noisy:
-            warning = (
-                f"trial {chosen.trial_number} is within the {latency_budget_ms} ms budget by a "
-                f"noisy latency ({chosen.noise_note()}); re-measure before relying on it"
-            )
-        return Selection(chosen, policy, warning=warning)
-    raise UserError(
-        f"--policy: {policy!r} is not allowed; allowed values: fastest, most_accurate, trial:N"
-    )
+    within = [
+        m for m in front if latency_budget_ms is None or m.metrics[LATENCY] <= latency_budget_ms
+    ]
+    if not within:
+        fastest = min(m.metrics[LATENCY] for m in front)
+        raise UserError(
+            f"export.latency_budget_ms: no front trial runs within "
+            f"{latency_budget_ms} ms; the fastest takes {fastest:.3f} ms"
+        )
+    metric, sign = parsed.metric, (1.0 if parsed.direction == "maximize" else -1.0)
+    scored = [m for m in within if _defined(m.metrics.get(metric))]
+    if not scored:
+        among = "no front trial within the budget" if latency_budget_ms else "no front trial"
+        raise UserError(
+            f"--policy: {policy!r}: {among} has a {metric} score (the study's task does not "
+            "report it, or it is undefined on the test split); pick another policy"
+        )
+    chosen = max(scored, key=lambda m: (sign * m.metrics[metric], -m.metrics[LATENCY]))
+    warning = None
+    if latency_budget_ms is not None and chosen.noisy:
+        warning = (
+            f"trial {chosen.trial_number} is within the {latency_budget_ms} ms budget by a "
+            f"noisy latency ({chosen.noise_note()}); re-measure before relying on it"
+        )
+    return Selection(chosen, policy, warning=warning)
+
+
+def _defined(value: object) -> bool:
+    return isinstance(value, int | float) and not math.isnan(value)
 
 
 def _fastest_warning(chosen: FrontMember, runner_up: FrontMember | None) -> str | None:
@@ -125,6 +193,10 @@ def _fastest_warning(chosen: FrontMember, runner_up: FrontMember | None) -> str 
 
 
 def _explicit_trial(policy: str, study: optuna.Study | None) -> FrontMember:
+    from optuna.trial import TrialState
+
+    from autocompress.front import FrontMember
+
     number_text = policy.removeprefix("trial:")
     if not number_text.isdigit() or study is None:
         raise UserError(f"--policy: {policy!r} needs a trial number, e.g. trial:3")

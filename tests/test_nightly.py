@@ -125,7 +125,8 @@ def test_nightly_needs_a_ranking_policy(study_file: Path, tmp_path: Path) -> Non
     path = write_study(tmp_path, definition)
     process = autocompress_cli("nightly", str(path), cwd=tmp_path)
     assert process.returncode == 2
-    assert "export.policy" in process.stderr and "fastest or most_accurate" in process.stderr
+    assert "export.policy" in process.stderr and "need a ranking policy" in process.stderr
+    assert "fastest, most_accurate" in process.stderr and "best:METRIC" in process.stderr
     assert not (tmp_path / "study.db").exists()
 
 

@@ -26,6 +26,7 @@ from autocompress.cli._common import (
     user_errors,
 )
 from autocompress.config import load_study_config
+from autocompress.select import policy_choices
 
 if TYPE_CHECKING:
     from autocompress.front import FrontMember
@@ -98,9 +99,7 @@ def front(
 def export(
     study_file: StudyFile,
     out: Annotated[Path, typer.Option("--out", help="Folder to create")],
-    policy: Annotated[
-        str | None, typer.Option("--policy", help="fastest | most_accurate | trial:N")
-    ] = None,
+    policy: Annotated[str | None, typer.Option("--policy", help=policy_choices(sep=" | "))] = None,
     storage: StorageOption = None,
     study_name: StudyNameOption = None,
     overwrite: Annotated[
@@ -219,6 +218,13 @@ def _progress_callback(progress: Progress, bar: Any) -> Callable[..., None]:
     return callback
 
 
+CREDIT_COLUMNS = {"roc_auc": "AUC", "ks": "KS", "brier": "Brier", "threshold": "threshold"}
+
+
+def _score(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4f}"
+
+
 def print_front(members: list[FrontMember], teacher: FrontMember | None, title: str) -> None:
     """The front sorted by latency; the teacher is always shown, marked when dominated.
     A latency that stayed noisy after re-measuring is marked `*` and explained below."""
@@ -240,12 +246,15 @@ def print_front(members: list[FrontMember], teacher: FrontMember | None, title: 
             + "; ".join(f"trial {m.trial_number}: {m.noise_note()}" for m in noisy)
         )
     table = Table(title=title, caption="\n".join(captions))
+    # Credit studies score ranking and calibration too: AUC, KS, Brier and the threshold.
+    credit = any("ks" in m.metrics or "brier" in m.metrics for m in rows)
+    scores = CREDIT_COLUMNS if credit else {"roc_auc": "roc_auc"}
     for column in (
         "trial",
         "recipe",
         "accuracy",
         "f1",
-        "roc_auc",
+        *scores.values(),
         "p50 ms",
         "p90 ms",
         "size KB",
@@ -263,7 +272,7 @@ def print_front(members: list[FrontMember], teacher: FrontMember | None, title: 
             str(m.get("recipe", "")),
             f"{m['accuracy']:.4f}",
             f"{m['f1']:.4f}",
-            f"{m['roc_auc']:.4f}",
+            *(_score(m.get(key)) for key in scores),
             f"{m['latency_p50_ms']:.3f}{mark}",
             f"{m['latency_p90_ms']:.3f}{mark}",
             f"{(m['size_bytes'] or 0) / 1024:.1f}",
