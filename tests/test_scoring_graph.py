@@ -4,7 +4,8 @@ Real onnxruntime sessions on a seeded synthetic frame. The graph's "features" mu
 `TabularPreprocessor.transform` (the numpy reference) row by row, including rows with
 NaN, ±inf, negatives under log1p, unseen categories, empty strings and numbers written
 as text; the scoring graph must equal transform → core → calibration at every precision
-the search produces, and a bad row must never move another row's probability.
+the search produces, and a bad row must never move another row's probability (except
+under dynamic int8, whose activation scale is the whole batch's: see BATCH_DEPENDENT).
 """
 
 from __future__ import annotations
@@ -504,3 +505,14 @@ def test_threshold_and_metadata(cores: dict, fitted: dict) -> None:
     assert label.sum() == pytest.approx(0.3 * len(frame), abs=2)
     opsets = {o.domain: o.version for o in model.opset_import}
     assert opsets[""] == 17 and "ai.onnx.ml" in opsets
+
+
+def test_mismatched_core_and_clashing_names_are_refused(cores: dict, fitted: dict) -> None:
+    core = cores["fp32"][0]
+    with pytest.raises(ValueError, match=r"preprocessing gives \[batch, \d+\]"):
+        scoring_model(core, fitted["never"])  # no indicators: fewer features
+    frame = training_frame().rename(columns={"purpose": "label"})
+    settings = PreprocessingConfig.model_validate(SETTINGS["declared"])
+    pre = TabularPreprocessor.fit(frame, ["label", "grade"], settings, where)
+    with pytest.raises(ValueError, match=r"\['label'\] clash"):
+        scoring_model(core, pre)

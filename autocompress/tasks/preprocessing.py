@@ -136,10 +136,11 @@ class NumericColumn:
         return f"{self.name}:missing"
 
     def describe(self) -> str:
+        """One line of plain ASCII saying what happens to a cell of this column."""
         if self.infinite == "clip":
-            infinite = f"+inf → {self.infinite_high:g}, -inf → {self.infinite_low:g}"
+            infinite = f"+inf -> {self.infinite_high:g}, -inf -> {self.infinite_low:g}"
         else:
-            infinite = "±inf is missing"
+            infinite = "+/-inf is missing"
         indicator = f"; indicator {self.indicator_name!r}" if self.indicator else ""
         if self.transform == "clip":
             transform = f"clip to [{self.clip_low:g}, {self.clip_high:g}]; "
@@ -149,10 +150,10 @@ class NumericColumn:
             transform = {
                 "none": "",
                 "log1p": "log(1 + max(x, 0)); ",
-                "signed_log1p": "sign(x)·log(1 + |x|); ",
+                "signed_log1p": "sign(x) * log(1 + |x|); ",
             }[self.transform]
         return (
-            f"{infinite}; missing → {self.fill:g} ({self.fill_rule}){indicator}; "
+            f"{infinite}; missing -> {self.fill:g} ({self.fill_rule}){indicator}; "
             f"{transform}standardised with mean {self.mean:g}, scale {self.scale:g}"
         )
 

@@ -288,8 +288,8 @@ def scoring_model(
     later with `set_threshold`).
     """
     a, b = (float(v) for v in calibration)
-    if not (math.isfinite(a) and math.isfinite(b)):
-        raise ValueError(f"calibration must be finite numbers, got {calibration}")
+    if not (math.isfinite(a) and math.isfinite(b) and math.isfinite(threshold)):
+        raise ValueError(f"calibration {calibration} and threshold {threshold} must be finite")
     opsets = {o.domain or "": o.version for o in core.opset_import}
     opset = opsets.get("", opsets.get("ai.onnx"))
     if opset is None:
@@ -298,6 +298,15 @@ def scoring_model(
         FEATURES
     ] or LOGITS not in [o.name for o in core.graph.output]:
         raise ValueError(f'the core model must take "{FEATURES}" and give "{LOGITS}"')
+    (features,) = [i for i in core.graph.input if i.name == FEATURES]
+    dims = features.type.tensor_type.shape.dim
+    if features.type.tensor_type.HasField("shape") and (
+        len(dims) != 2 or (dims[1].HasField("dim_value") and dims[1].dim_value != pre.output_dim)
+    ):
+        raise ValueError(
+            f"the core model takes features of shape {[d.dim_value or d.dim_param for d in dims]}"
+            f"; the preprocessing gives [batch, {pre.output_dim}]"
+        )
     _check_names(pre, _value_names(core) | {PROBABILITIES, LABEL})
 
     front = preprocessing_model(pre, opset, opsets.get(ML_DOMAIN, ML_OPSET))
@@ -305,6 +314,7 @@ def scoring_model(
     model.CopyFrom(core)
     ir_version = max(model.ir_version, front.ir_version)
     model.ir_version = front.ir_version = ir_version
+    core_props = {p.key: p.value for p in model.metadata_props}
     del model.metadata_props[:]
     merged = compose.merge_models(
         front,
@@ -348,6 +358,7 @@ def scoring_model(
         f"The preprocessing (format /3) is in the metadata under {PREPROCESSING_KEY}."
     )
     props = {
+        **core_props,
         **(metadata or {}),
         PREPROCESSING_KEY: json.dumps(pre.to_dict()),
         CALIBRATION_KEY: json.dumps(
