@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import optuna
 import torch
@@ -21,6 +22,8 @@ from optuna.trial import FrozenTrial
 from torch import nn
 
 from autocompress.artifacts import AtomicArtifactStore
+from autocompress.baselines import BASELINES_ATTR
+from autocompress.baselines.study import describe_baselines
 from autocompress.config import LoadedStudy, load_study_config
 from autocompress.errors import StorageUnavailable, TrialAborted, UserError
 from autocompress.export import export_trial
@@ -68,6 +71,12 @@ class StudyResult:
         return compute_front(self.study)
 
     @property
+    def baselines(self) -> dict[str, dict]:
+        """Reference models fitted on the same split (credit: LightGBM, logistic
+        regression): their test scores and latency on the same target."""
+        return self.study.user_attrs.get(BASELINES_ATTR, {})
+
+    @property
     def teacher(self) -> FrontMember | None:
         return teacher_member(self.study)
 
@@ -79,6 +88,14 @@ class StudyResult:
         sign_key: str | Path | None = None,
     ) -> Path:
         return export_selected(self.study, self.loaded, out, policy, overwrite, sign_key)
+
+
+class StoredFront(NamedTuple):
+    """What `autocompress front` shows: the front, the teacher and reference models."""
+
+    members: list[FrontMember]
+    teacher: FrontMember | None
+    baselines: dict[str, dict]
 
 
 def run_study(
@@ -138,6 +155,13 @@ def run_study(
     try:
         teacher = task.teacher(config.artifacts_path / "teachers")
         teacher_metrics = _describe_teacher(study, task, teacher, target)["metrics"]
+        describe_baselines(
+            study,
+            task,
+            target,
+            config.artifacts_path / "baselines" / config.study_name,
+            list(getattr(config.task, "baselines", [])),
+        )
     except Exception as error:  # OSError, or a library's own error around ENOSPC
         if not is_disk_full(error):
             raise
@@ -189,9 +213,9 @@ def load_result(
 
 def stored_front(
     study_file: str | Path, *, storage: str | None = None, study_name: str | None = None
-) -> tuple[list[FrontMember], FrontMember | None]:
+) -> StoredFront:
     """The latest front snapshot from our tables (what `autocompress front` prints),
-    and the teacher trial for reference."""
+    the teacher trial and the study's baselines (LightGBM, ...) for reference."""
     loaded = load_study_config(study_file, storage=storage, study_name=study_name)
     study = _load_existing(loaded)
     store = Store(loaded.config.storage_url)
@@ -201,7 +225,11 @@ def stored_front(
         store.close()
     if snapshot is None:
         raise UserError(f"study {loaded.config.study_name!r} has no completed trial yet")
-    return [FrontMember(**member) for member in snapshot.members], teacher_member(study)
+    return StoredFront(
+        [FrontMember(**member) for member in snapshot.members],
+        teacher_member(study),
+        study.user_attrs.get(BASELINES_ATTR, {}),
+    )
 
 
 def export_selected(

@@ -145,6 +145,12 @@ class CreditTaskConfig(_Strict):
     teacher: TeacherConfig = TeacherConfig()
     preprocessing: PreprocessingConfig = PreprocessingConfig()
     decision: DecisionConfig = DecisionConfig()
+    # The models a bank would use instead, trained on the same split and measured on the
+    # same target once per study: reference rows in `front`, the report and the dashboard.
+    baselines: list[Literal["lightgbm", "logistic_regression"]] = [
+        "lightgbm",
+        "logistic_regression",
+    ]
 
 
 class TextModelConfig(_Strict):

@@ -71,6 +71,38 @@ def save_trial_note(trial: Any, body: str) -> None:
     save_note(trial, body)
 
 
+def save_study_note(study: Any, body: str) -> None:
+    """The note on the study's own page in optuna-dashboard."""
+    from optuna_dashboard import save_note
+
+    save_note(study, body)
+
+
+def baselines_note(baselines: dict[str, dict]) -> str:
+    """Markdown: the reference models a study measured beside its trials."""
+    lines = [
+        "## Reference models (same split, same target, this study)",
+        "",
+        "| model | ROC AUC | KS | Brier | accuracy@threshold | p50 ms | size KB |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, baseline in baselines.items():
+        m, measured = baseline["metrics"], baseline["measurement"]
+        lines.append(
+            f"| {name} | {m.get('roc_auc', float('nan')):.4f} | {m.get('ks', float('nan')):.4f} "
+            f"| {m.get('brier', float('nan')):.4f} "
+            f"| {m.get('accuracy_at_threshold', float('nan')):.4f} "
+            f"| {measured['latency_p50_ms']:.3f} | {measured['size_bytes'] / 1024:.1f} |"
+        )
+    lines += [
+        "",
+        "Scores on the test split; latency p50 per batch of "
+        f"{next(iter(baselines.values()))['measurement'].get('batch_size')} rows, end to end "
+        "(raw columns in, probabilities out), measured like every trial.",
+    ]
+    return "\n".join(lines)
+
+
 def change_label(name: str) -> str:
     """`accuracy_drop` or `brier_increase` said in words: `accuracy drop`."""
     for suffix in ("_drop", "_increase"):

@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial, TrialState
 
 from autocompress.atomic import atomic_directory
+from autocompress.baselines import BASELINES_ATTR
 from autocompress.errors import UserError
 from autocompress.front import FrontMember, compute_front, feasible_complete_trials, teacher_member
 
@@ -72,25 +73,27 @@ def plot_front(
     challenger_trial: int | None = None,
     title: str | None = None,
 ) -> Figure:
-    """Latency (p50) against F1 for every completed trial, the feasible front highlighted,
-    the teacher and (if given) the champion and the challenger marked and labelled.
+    """Latency (p50) against the study's score (ROC AUC for credit studies, F1 otherwise)
+    for every completed trial, the feasible front highlighted, the teacher and (if
+    given) the champion and the challenger marked and labelled.
 
     A champion or challenger that is not a completed trial of this study is a `UserError`.
     """
-    trials = _plottable_trials(study)
+    score = score_key(study)
+    trials = _plottable_trials(study, score)
     marked = _marked(study, champion_trial, challenger_trial)
     figure = Figure(figsize=(8.0, 5.5), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     axes.set_title(title or f"Pareto front of {study.study_name}")
     axes.set_xlabel(_latency_label(trials))
-    axes.set_ylabel(_f1_label(trials))
+    axes.set_ylabel(SCORE_LABELS.get(score) or _f1_label(trials))
     if not trials:
         axes.text(0.5, 0.5, "no completed trials yet", ha="center", transform=axes.transAxes)
         return figure
-    _draw_trials(axes, trials, {t.number for t in feasible_complete_trials(study)})
-    _draw_front(axes, compute_front(study))
-    _draw_marked(axes, marked)
+    _draw_trials(axes, trials, {t.number for t in feasible_complete_trials(study)}, score)
+    _draw_front(axes, compute_front(study), score)
+    _draw_marked(axes, marked, score)
     if _span(trials) > LOG_SCALE_SPAN:
         axes.set_xscale("log")
     axes.margins(x=0.08, y=0.12)  # room for the teacher and champion labels
@@ -156,12 +159,21 @@ def _check_replaceable(out_dir: Path) -> None:
 # --- reading the study -------------------------------------------------------------
 
 
-def _plottable_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """Completed trials that recorded both a latency and an F1."""
+SCORE_LABELS = {"roc_auc": "ROC AUC (test split)"}
+
+
+def score_key(study: optuna.Study) -> str:
+    """What the plot's y axis shows: `roc_auc` when the study ranks by it (credit
+    studies judge ranking quality), else `f1`."""
+    return "roc_auc" if "roc_auc" in (study.metric_names or []) else "f1"
+
+
+def _plottable_trials(study: optuna.Study, score: str) -> list[FrozenTrial]:
+    """Completed trials that recorded both a latency and the plotted score."""
     return [
         trial
         for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if _latency(trial) is not None and _f1(trial) is not None
+        if _latency(trial) is not None and _score(trial, score) is not None
     ]
 
 
@@ -169,8 +181,8 @@ def _latency(trial: FrozenTrial) -> float | None:
     return trial.user_attrs.get("measurement", {}).get("latency_p50_ms")
 
 
-def _f1(trial: FrozenTrial) -> float | None:
-    return trial.user_attrs.get("metrics", {}).get("f1")
+def _score(trial: FrozenTrial, score: str) -> float | None:
+    return trial.user_attrs.get("metrics", {}).get(score)
 
 
 def _marked(
@@ -221,7 +233,7 @@ def _span(trials: list[FrozenTrial]) -> float:
 # --- drawing -----------------------------------------------------------------------
 
 
-def _draw_trials(axes: Axes, trials: list[FrozenTrial], feasible: set[int]) -> None:
+def _draw_trials(axes: Axes, trials: list[FrozenTrial], feasible: set[int], score: str) -> None:
     """Every completed trial as a small grey point; infeasible ones hollow."""
     groups = ((True, "completed trials"), (False, "infeasible (over a drop limit)"))
     for is_feasible, label in groups:
@@ -230,7 +242,7 @@ def _draw_trials(axes: Axes, trials: list[FrozenTrial], feasible: set[int]) -> N
             continue
         axes.scatter(
             [_latency(t) for t in group],
-            [_f1(t) for t in group],
+            [_score(t, score) for t in group],
             s=18,
             facecolors="0.6" if is_feasible else "none",
             edgecolors="0.45",
@@ -240,14 +252,14 @@ def _draw_trials(axes: Axes, trials: list[FrozenTrial], feasible: set[int]) -> N
         )
 
 
-def _draw_front(axes: Axes, front: list[FrontMember]) -> None:
+def _draw_front(axes: Axes, front: list[FrontMember], score: str) -> None:
     """The feasible front as a step line through its members, sorted by latency."""
     members = sorted(front, key=lambda m: m.metrics["latency_p50_ms"])
     if not members:
         return
     axes.step(
         [m.metrics["latency_p50_ms"] for m in members],
-        [m.metrics["f1"] for m in members],
+        [m.metrics[score] for m in members],
         where="post",
         color="tab:blue",
         marker="o",
@@ -258,7 +270,7 @@ def _draw_front(axes: Axes, front: list[FrontMember]) -> None:
     )
 
 
-def _draw_marked(axes: Axes, marked: _Marked) -> None:
+def _draw_marked(axes: Axes, marked: _Marked, score: str) -> None:
     """Teacher, champion and challenger: a distinct marker each and a label with the
     trial number."""
     styles = (
@@ -269,7 +281,7 @@ def _draw_marked(axes: Axes, marked: _Marked) -> None:
     for member, role, marker, color, size, offset in styles:
         if member is None:
             continue
-        point = (member.metrics["latency_p50_ms"], member.metrics["f1"])
+        point = (member.metrics["latency_p50_ms"], member.metrics[score])
         axes.scatter(
             *point,
             marker=marker,
@@ -318,6 +330,8 @@ pre { background: #f6f6f6; padding: .6rem; overflow-x: auto; }
 
 NOISY_MARK = "*"
 _COLUMNS = ("trial", "role", "recipe", "accuracy", "F1", "p50 ms", "size KB", "Δ vs teacher")
+# Credit studies add ranking and calibration (what a credit model is judged by).
+_CREDIT_COLUMNS = (("AUC", "roc_auc"), ("KS", "ks"), ("Brier", "brier"))
 _TEXT_COLUMNS = {"role", "recipe", "Δ vs teacher"}
 
 
@@ -348,6 +362,9 @@ def _html_page(
         "<h2>Front</h2>",
         _front_table(compute_front(study), marked),
     ]
+    baselines = study.user_attrs.get(BASELINES_ATTR)
+    if baselines:
+        parts += ["<h2>Reference models</h2>", _baselines_table(baselines)]
     for heading, text in sections:
         parts.append(f"<h2>{e(heading)}</h2><pre>{e(text)}</pre>")
     parts.append("</body></html>")
@@ -380,11 +397,13 @@ def _front_table(front: list[FrontMember], marked: _Marked) -> str:
         if member is not None:
             rows.setdefault(member.trial_number, member)
     ordered = sorted(rows.values(), key=lambda m: m.metrics.get("latency_p50_ms") or 0.0)
+    credit = any(m.metrics.get("ks") is not None for m in ordered)
+    columns = [*_COLUMNS[:5], *(c for c, _ in _CREDIT_COLUMNS if credit), *_COLUMNS[5:]]
     header = "".join(
         f'<th class="{"text" if c in _TEXT_COLUMNS else "num"}">{html.escape(c)}</th>'
-        for c in _COLUMNS
+        for c in columns
     )
-    body = "".join(_front_row(m, marked, m.trial_number in on_front) for m in ordered)
+    body = "".join(_front_row(m, marked, m.trial_number in on_front, credit) for m in ordered)
     table = f'<table class="front"><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>'
     noisy = [m for m in ordered if m.noisy]
     if not noisy:
@@ -398,7 +417,7 @@ def _front_table(front: list[FrontMember], marked: _Marked) -> str:
     )
 
 
-def _front_row(member: FrontMember, marked: _Marked, on_front: bool) -> str:
+def _front_row(member: FrontMember, marked: _Marked, on_front: bool, credit: bool) -> str:
     roles = marked.roles(member)
     role_text = ", ".join(roles) or "front"
     if not on_front:
@@ -410,6 +429,7 @@ def _front_row(member: FrontMember, marked: _Marked, on_front: bool) -> str:
         (str(m.get("recipe") or ""), "text"),
         (_number(m.get("accuracy"), ".4f"), "num"),
         (_number(m.get("f1"), ".4f"), "num"),
+        *((_number(m.get(key), ".4f"), "num") for _, key in _CREDIT_COLUMNS if credit),
         (
             _number(m.get("latency_p50_ms"), ".3f") + (f" {NOISY_MARK}" if member.noisy else ""),
             "num noisy" if member.noisy else "num",
@@ -422,6 +442,32 @@ def _front_row(member: FrontMember, marked: _Marked, on_front: bool) -> str:
     return f'<tr class="{classes}" data-trial="{member.trial_number}">{tds}</tr>'
 
 
+def _baselines_table(baselines: dict[str, dict]) -> str:
+    """What a bank would use instead, fitted on the same split, measured on the same
+    target in the same study as the trials above."""
+    e = html.escape
+    columns = ("model", "AUC", "KS", "Brier", "accuracy", "F1", "p50 ms", "size KB")
+    header = "".join(
+        f'<th class="{"text" if c == "model" else "num"}">{e(c)}</th>' for c in columns
+    )
+    rows = []
+    for name, baseline in baselines.items():
+        m, measured = baseline["metrics"], baseline["measurement"]
+        cells = [_number(m.get(key), ".4f") for key in ("roc_auc", "ks", "brier", "accuracy", "f1")]
+        cells += [
+            _number(measured.get("latency_p50_ms"), ".3f"),
+            _number(measured.get("size_bytes", 0) / 1024, ".1f"),
+        ]
+        tds = "".join(f'<td class="num">{e(c)}</td>' for c in cells)
+        rows.append(f'<tr class="reference"><td class="text">{e(name)}</td>{tds}</tr>')
+    return (
+        f'<table class="front"><thead><tr>{header}</tr></thead><tbody>{"".join(rows)}'
+        '</tbody></table><p class="meta">Fitted on the same training split (early '
+        "stopping and threshold on the validation split), scored on the same test split "
+        "and timed on the same target, end to end from raw columns.</p>"
+    )
+
+
 def _delta_vs_teacher(member: FrontMember, teacher: FrontMember | None) -> str:
     """Accuracy and F1 change in percentage points, and the speed-up in p50 latency."""
     if teacher is None:
@@ -431,7 +477,7 @@ def _delta_vs_teacher(member: FrontMember, teacher: FrontMember | None) -> str:
     m, t = member.metrics, teacher.metrics
     parts = [
         f"{label} {100 * (m[key] - t[key]):+.1f} pt"
-        for label, key in (("acc", "accuracy"), ("F1", "f1"))
+        for label, key in (("AUC", "roc_auc"), ("acc", "accuracy"), ("F1", "f1"))
         if m.get(key) is not None and t.get(key) is not None
     ]
     mine, theirs = m.get("latency_p50_ms"), t.get("latency_p50_ms")

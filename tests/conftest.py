@@ -26,7 +26,7 @@ TINY_SPACE: dict[str, Any] = {
     "kd_temperature": {"low": 1.0, "high": 4.0},
     "kd_alpha": {"low": 0.0, "high": 1.0},
     "bits": {"choices": [32, 16, 8, 4]},
-    "int8_mode": {"choices": ["dynamic", "static"]},
+    "int8_mode": {"choices": ["static"]},  # credit refuses dynamic int8 (batch-dependent)
     "per_channel": {"choices": [True, False]},
     "int4_block_size": {"choices": [16]},
 }

@@ -20,13 +20,14 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
-from autocompress.baselines import LightGBMBaseline, fit_lightgbm
 from autocompress.baselines.lightgbm import (
     JSON_FILE,
     ONNX_FILE,
     PARITY_ATOL,
+    LightGBMBaseline,
     _float32_at_most,
     _thresholds_at_most_float32,
+    fit_lightgbm,
 )
 from autocompress.tasks.data_files import resolve_data_file
 

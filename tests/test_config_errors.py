@@ -374,6 +374,37 @@ def export_never_run(d: Path) -> Scenario:
     )
 
 
+def log1p_on_negative_values(d: Path) -> Scenario:
+    csv = _csv(d)
+    frame = pd.read_csv(csv)
+    frame["balance"] = frame["income"] - 3000  # about half the applicants are below 0
+    frame.to_csv(csv, index=False)
+
+    def declare(study: dict) -> None:
+        _data(study, path=csv.name, label="default")
+        study["task"]["preprocessing"] = {"columns": {"bal*": {"transform": "log1p"}}}
+
+    path = _study(d, declare)
+    return Scenario(
+        _run(path),
+        lambda: run_study(path),
+        [
+            f"{path}: task.preprocessing.columns['bal*'].transform: log1p for column 'balance'",
+            "negative",
+            "use transform signed_log1p or clip",
+        ],
+    )
+
+
+def decision_value_outside_zero_one(d: Path) -> Scenario:
+    path = _study(d, lambda s: s["task"].update(decision={"rule": "bad_rate", "value": 1.5}))
+    return Scenario(
+        _run(path),
+        lambda: load_study_config(path),
+        [f"{path}: task.decision.value: ", "less than 1", "(got 1.5)"],
+    )
+
+
 CASES: dict[str, Callable[[Path], Scenario]] = {
     "unknown-top-key": unknown_top_key,
     "unknown-nested-key": unknown_nested_key,
@@ -390,6 +421,8 @@ CASES: dict[str, Callable[[Path], Scenario]] = {
     "label-column-missing": label_column_missing,
     "label-not-numeric": label_not_numeric,
     "positive-label-not-a-value": positive_label_not_a_value,
+    "log1p-on-negative-values": log1p_on_negative_values,
+    "decision-value-outside-zero-one": decision_value_outside_zero_one,
     "postgres-unreachable": postgres_unreachable,
     "sqlite-folder-impossible": sqlite_folder_impossible,
     "study-file-missing": study_file_missing,

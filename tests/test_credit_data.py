@@ -28,7 +28,7 @@ from autocompress.tasks.data_files import resolve_data_file
 from autocompress.tasks.preprocessing import (
     FORMAT,
     FORMAT_V1,
-    MEAN_RULE,
+    MEDIAN_RULE,
     MISSING_CATEGORY,
     TabularPreprocessor,
 )
@@ -213,7 +213,7 @@ def test_line_numbers_count_quoted_multiline_records(tmp_path: Path) -> None:
 
 
 # -- empty cells are accepted and recorded ----------------------------------------------
-def test_empty_numeric_cells_get_the_recorded_training_mean(tmp_path: Path, fault_table) -> None:
+def test_empty_numeric_cells_get_the_recorded_training_median(tmp_path: Path, fault_table) -> None:
     frame = german()
     rows = list(range(0, 1000, 50))
     frame.loc[rows, "duration_in_month"] = ""
@@ -222,36 +222,44 @@ def test_empty_numeric_cells_get_the_recorded_training_mean(tmp_path: Path, faul
     pre = task.preprocessor
     train = task.splits["train"][0]["duration_in_month"]
     assert train.isna().any(), "some empty cells are in the training split"
-    recorded = pre.fill["duration_in_month"]
-    assert recorded == {"value": pytest.approx(train.mean()), "rule": MEAN_RULE}
-
     payload = json.loads(pre.save(tmp_path).read_text())
     assert payload["format"] == FORMAT
-    assert payload["fill"]["duration_in_month"]["rule"] == "mean of the training split"
+    (step,) = [c for c in payload["numeric"] if c["column"] == "duration_in_month"]
+    assert step["fill"] == {"value": pytest.approx(train.median()), "rule": MEDIAN_RULE}
+    assert step["missing_indicator"]["added"], "auto: the column had empty training cells"
+    assert "duration_in_month:missing" in pre.feature_names
     assert payload["missing_category"] == MISSING_CATEGORY
 
     loaded = TabularPreprocessor.load(tmp_path / "preprocessing.json")
-    assert loaded == pre
     row = task.splits["test"][0].iloc[[0]].copy()
     filled = row.copy()
     row["duration_in_month"] = np.nan
-    filled["duration_in_month"] = payload["fill"]["duration_in_month"]["value"]
-    np.testing.assert_array_equal(loaded.transform(row), loaded.transform(filled))
-    assert np.isfinite(task.feeds("train")["features"]).all()
+    filled["duration_in_month"] = step["fill"]["value"]
+    indicator = pre.feature_names.index("duration_in_month:missing")
+    empty, given = loaded.transform(row), loaded.transform(filled)
+    assert empty[0, indicator] == 1.0 and given[0, indicator] == 0.0
+    others = [i for i in range(len(pre.feature_names)) if i != indicator]
+    np.testing.assert_array_equal(empty[:, others], given[:, others])
+    assert np.isfinite(task.core_feeds("train")["features"]).all()
     fault_table.record(
         area="data cells",
         tried=f"{len(rows)} empty cells in numeric column duration_in_month",
-        result=f"accepted; preprocessing.json records fill {recorded['value']:.4f} "
-        f"({recorded['rule']}) and transform applies it",
+        result=f"accepted; preprocessing.json records fill {step['fill']['value']:.4f} "
+        f"({step['fill']['rule']}) and a missing indicator; the graph applies both",
     )
 
 
-def test_transform_refuses_infinite_input(tmp_path: Path) -> None:
+def test_infinite_input_follows_the_declared_rule(tmp_path: Path) -> None:
+    """±inf at scoring time is missing by default (`task.preprocessing.infinite`)."""
     task = build(resolve_data_file("embedded:germancredit"))
     row = task.splits["test"][0].iloc[[0]].copy()
-    row["credit_amount"] = np.inf
-    with pytest.raises(ValueError, match="credit_amount"):
-        task.preprocessor.transform(row)
+    missing = row.copy()
+    missing["credit_amount"] = np.nan
+    for value in (np.inf, -np.inf):
+        row["credit_amount"] = value
+        np.testing.assert_array_equal(
+            task.preprocessor.transform(row), task.preprocessor.transform(missing)
+        )
 
 
 def test_numeric_categories_match_however_pandas_reads_them(tmp_path: Path) -> None:
@@ -314,8 +322,10 @@ def test_empty_categorical_cells_run_and_export_maps_them(tmp_path: Path, fault_
     assert features[:5, column].tolist() == [1.0] * 5
     assert features[5:, column].tolist() == [0.0, 0.0]
     session = ort.InferenceSession(str(pre_file.parent / "model.onnx"))
-    logits = session.run(None, {session.get_inputs()[0].name: features})[0]
-    assert np.isfinite(logits).all()
+    probabilities = session.run(None, pre.raw_feeds(applicants))[0]
+    assert np.isfinite(probabilities).all()
+    raw = {i.name: i.type for i in session.get_inputs()}
+    assert raw["purpose"] == "tensor(string)", "the export takes the raw column"
     fault_table.record(
         area="data cells",
         tried=f"{len(rows)} empty cells in categorical column purpose",

@@ -44,7 +44,7 @@ QUICK_SPACE: dict[str, Any] = {
     "kd_temperature": {"low": 1.0, "high": 4.0},
     "kd_alpha": {"low": 0.0, "high": 1.0},
     "bits": {"choices": [32, 8]},
-    "int8_mode": {"choices": ["dynamic"]},
+    "int8_mode": {"choices": ["static"]},
     "per_channel": {"choices": [False]},
 }
 
@@ -427,3 +427,31 @@ def test_export_policy_naming_a_trial_that_cannot_exist(tmp_path: Path, fault_ta
     fault_table.record(
         "bad input", "export.policy: trial:999 in a 3-trial study", f"exit 2: '{message}'"
     )
+
+
+def test_a_trial_created_but_never_started_is_failed_once_past_the_grace_period(
+    tmp_path: Path,
+) -> None:
+    """What a `create_new_trial` retried after a lost answer leaves: RUNNING, no beat.
+    It is failed like a dead worker's trial once older than the grace period; a trial
+    just created (its worker about to beat) is left alone."""
+    import datetime as dt
+
+    import optuna
+    from optuna.storages._heartbeat import fail_stale_trials
+    from optuna.trial import create_trial
+
+    from autocompress.config import WorkersConfig
+    from autocompress.store import optuna_storage
+
+    url = f"sqlite:///{tmp_path / 'orphans.db'}"
+    storage = optuna_storage(url, WorkersConfig(heartbeat_interval_s=1, grace_period_s=2))
+    study = optuna.create_study(storage=storage, study_name="orphans")
+    old = create_trial(state=TrialState.RUNNING)
+    old.datetime_start = dt.datetime.now() - dt.timedelta(seconds=30)
+    orphan = storage.create_new_trial(study._study_id, template_trial=old)
+    fresh = storage.create_new_trial(study._study_id)
+    fail_stale_trials(study)
+    states = {t._trial_id: t.state for t in study.get_trials(deepcopy=False)}
+    assert states[orphan] == TrialState.FAIL
+    assert states[fresh] == TrialState.RUNNING

@@ -198,7 +198,7 @@ def test_pruned_spec_round_trips_through_safetensors(
     assert reloaded.spec == pruned.spec
     assert reloaded.spec["hidden_sizes"] != HIDDEN
     assert not reloaded.training
-    inputs = torch.from_numpy(task.feeds("test")["features"])
+    inputs = torch.from_numpy(task.core_feeds("test")["features"])
     with torch.no_grad():
         assert torch.equal(reloaded(inputs), pruned(inputs))
 
@@ -369,7 +369,7 @@ def test_precision_loads_and_stays_close(
     recipe, tolerance, expected_ops = PRECISIONS[name]
     out = tmp_path / "model.onnx"
     apply_precision(fp32_model, out, recipe, task.calibration_feeds())
-    feeds = task.feeds("test")
+    feeds = task.core_feeds("test")
     reference, logits = run(fp32_model, feeds), run(out, feeds)
     assert logits.shape == reference.shape and logits.dtype == np.float32
     scale = float(reference.max() - reference.min())
@@ -470,7 +470,7 @@ def test_gemm_to_matmul_is_exact(task: CreditTask, fp32_model: Path, tmp_path: P
     onnx.checker.check_model(rewritten)
     path = tmp_path / "matmul.onnx"
     onnx.save(rewritten, path)
-    feeds = task.feeds("test")
+    feeds = task.core_feeds("test")
     assert float(np.abs(run(path, feeds) - run(fp32_model, feeds)).max()) < 1e-5
 
 

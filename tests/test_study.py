@@ -14,6 +14,7 @@ import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
+from sklearn.metrics import roc_auc_score
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
@@ -23,7 +24,6 @@ from autocompress.dashboard import named_constraints
 from autocompress.models import MLPClassifier
 from autocompress.store.schema import ExportRecord, FrontSnapshot
 from autocompress.tasks import build_task
-from autocompress.tasks.preprocessing import TabularPreprocessor
 from tests.conftest import autocompress_cli, tiny_study_dict, write_study
 
 N_TRIALS = 6
@@ -146,19 +146,21 @@ def test_export_writes_a_verifiable_folder(result: StudyResult, study_dir: Path)
     assert str(out.resolve()) in paths
 
 
-def test_exported_onnx_reproduces_its_recorded_accuracy(
-    result: StudyResult, study_dir: Path
-) -> None:
+def test_exported_graph_scores_raw_rows_as_recorded(result: StudyResult, study_dir: Path) -> None:
+    """The export alone (raw columns in, probabilities out) reproduces its recorded scores."""
     out = result.export(study_dir / "export-check", policy="fastest")
-    recorded = json.loads((out / "metrics.json").read_text())["metrics"]["accuracy"]
-    # The held-out rows, rebuilt from the study file; everything else is plain onnxruntime.
+    recorded = json.loads((out / "metrics.json").read_text())["metrics"]
     task = build_task(load_study_config(result.loaded.source).config)
-    raw_test, labels = task.splits["test"]
-    features = TabularPreprocessor.load(out / "preprocessing.json").transform(raw_test)
     session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
-    logits = session.run(None, {session.get_inputs()[0].name: features})[0]
-    accuracy = float(np.mean(logits.argmax(axis=1) == labels))
-    assert abs(accuracy - recorded) <= 0.005
+    assert [i.name for i in session.get_inputs()] == task.preprocessor.input_columns
+    assert [o.name for o in session.get_outputs()] == ["probabilities", "logits", "label"]
+    probabilities, _, decision = session.run(None, task.feeds("test"))
+    labels = task.labels("test")
+    assert roc_auc_score(labels, probabilities[:, 1]) == pytest.approx(recorded["roc_auc"])
+    threshold = float(session.get_modelmeta().custom_metadata_map["autocompress.threshold"])
+    assert threshold == pytest.approx(recorded["threshold"])
+    assert np.array_equal(decision, (probabilities[:, 1] >= threshold).astype(np.int64))
+    assert np.mean(decision == labels) == pytest.approx(recorded["accuracy_at_threshold"])
 
 
 def test_policies_select_what_they_promise(result: StudyResult, study_dir: Path) -> None:
@@ -300,7 +302,7 @@ def test_warm_start_recipes_run_right_after_the_teacher(
         "kd_temperature": 2.0,
         "kd_alpha": 0.5,
         "bits": 8,
-        "int8_mode": "dynamic",
+        "int8_mode": "static",
         "per_channel": False,
     }
     study = tiny_study_dict(tmp_path, n_trials=2, warm_start=[hand_recipe])

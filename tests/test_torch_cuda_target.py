@@ -29,7 +29,7 @@ from autocompress.models import MLPClassifier
 from autocompress.passes.bnb import import_bitsandbytes, quantize_linear_layers, quantized_bytes
 from autocompress.pipeline import evaluate_recipe
 from autocompress.recipe import Recipe
-from autocompress.targets import OnnxRuntimeTarget, TorchCudaTarget
+from autocompress.targets import TorchCudaTarget
 from autocompress.targets.torch_cuda import (
     SPEC_FILE,
     WEIGHTS_FILE,
@@ -38,6 +38,7 @@ from autocompress.targets.torch_cuda import (
     write_model_files,
 )
 from autocompress.tasks.credit import CreditTask
+from autocompress.tasks.metrics import classification_metrics
 from tests.conftest import TINY_SPACE, tiny_study_dict, write_study
 from tests.test_config_errors import Scenario, assert_nothing_left, assert_one_clear_message
 
@@ -100,10 +101,10 @@ def teacher(task: CreditTask, tmp_path_factory: pytest.TempPathFactory) -> nn.Mo
 
 @pytest.fixture(scope="module")
 def fp32_metrics(task: CreditTask, teacher: nn.Module, tmp_path_factory) -> dict[str, float]:
-    """The teacher's scores as the onnxruntime target gives them: the reference."""
-    target = OnnxRuntimeTarget(TargetConfig())
-    folder = tmp_path_factory.mktemp("onnx")
-    return task.evaluate(target.materialize(task, teacher, Recipe(), folder).runnable)
+    """The teacher's own scores (its logits on the test split's features): the reference."""
+    with torch.no_grad():
+        logits = teacher(torch.from_numpy(task.core_feeds("test")["features"])).numpy()
+    return classification_metrics(logits, task.labels("test"))
 
 
 # -- (a) quantize_linear_layers, with bitsandbytes on CPU -------------------------------------
@@ -208,12 +209,12 @@ def test_the_runnable_model_scores_like_the_fp32_teacher(
     recipe = BNB_RECIPES[name]
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     runnable = to_runnable(task, teacher, recipe, "cpu", batch_size=64)
-    metrics = task.evaluate(runnable, "test")
+    metrics = classification_metrics(runnable.run(task.core_feeds("test")), task.labels("test"))
     # On the German credit test split (200 rows), fp32, fp16 and int8 match the fp32
     # ONNX teacher exactly here, nf4 and fp4 within 0.01 accuracy.
     assert abs(metrics["accuracy"] - fp32_metrics["accuracy"]) <= 0.03
     assert abs(metrics["roc_auc"] - fp32_metrics["roc_auc"]) <= 0.01
-    logits = runnable.run(task.feeds("test", limit=5))
+    logits = runnable.run(task.core_feeds("test", limit=5))
     assert logits.dtype == np.float32 and logits.shape == (5, 2)
     assert runnable.dtype == (torch.float32 if recipe.bits == 32 else torch.float16)
     # the teacher is never changed
@@ -242,7 +243,7 @@ def test_a_trial_keeps_fp32_weights_and_how_to_quantize_them(
     assert spec["student_spec"] == task.model_spec(teacher)
     rebuilt = MLPClassifier.from_spec(spec["student_spec"])
     rebuilt.load_state_dict(load_file(tmp_path / WEIGHTS_FILE))
-    features = torch.from_numpy(task.feeds("test")["features"])
+    features = torch.from_numpy(task.core_feeds("test")["features"])
     assert torch.equal(rebuilt.eval()(features), teacher(features))
     if name == "fp16":
         assert spec["dtype"] == "float16" and spec["quantization"] is None
@@ -304,28 +305,12 @@ def test_bnb_4bit_type_is_searched_only_for_torch_cuda(tmp_path: Path) -> None:
 @needs_cuda
 @needs_bitsandbytes
 @pytest.mark.parametrize("name", BNB_RECIPES)
-def test_a_trial_on_the_gpu(
-    name: str,
-    task: CreditTask,
-    teacher: nn.Module,
-    fp32_metrics: dict[str, float],
-    tmp_path: Path,
+def test_a_credit_trial_on_the_gpu_is_refused_with_its_reason(
+    name: str, task: CreditTask, teacher: nn.Module, tmp_path: Path
 ) -> None:
-    recipe = BNB_RECIPES[name]
+    """A credit model deploys as one raw-row ONNX graph (preprocessing inside); the
+    torch model alone is not that model, so torch-cuda refuses it as a pruned trial."""
     target = TorchCudaTarget(TargetConfig(runtime="torch-cuda", batch_size=32, repeats=5))
-    evaluation = evaluate_recipe(task, teacher, target, recipe, tmp_path)
-    assert evaluation.files[:2] == [WEIGHTS_FILE, SPEC_FILE]
-    assert all((tmp_path / f).is_file() for f in evaluation.files)
-    m = evaluation.measurement
-    assert m.repeats == 5 and m.batch_size == 32 and m.provider == "torch-cuda"
-    assert 0 < m.latency_p50_ms <= m.latency_p90_ms
-    assert m.peak_memory_bytes is not None and m.peak_memory_bytes > 0
-    assert abs(evaluation.metrics["accuracy"] - fp32_metrics["accuracy"]) <= 0.03
-    fingerprint = target.fingerprint()
-    assert fingerprint["gpu"] and fingerprint["cuda_version"]
-    assert fingerprint["bitsandbytes_version"] == bnb.__version__
-    runnable = target.materialize(task, teacher, recipe, tmp_path).runnable
-    assert runnable.device.type == "cuda"
-    if recipe.bits == 4:
-        layer = runnable.model.body[0]
-        assert type(layer).__name__ == "Linear4bit" and layer.weight.device.type == "cuda"
+    with pytest.raises(Unsupported, match="raw records"):
+        evaluate_recipe(task, teacher, target, BNB_RECIPES[name], tmp_path)
+    assert not list(tmp_path.iterdir())

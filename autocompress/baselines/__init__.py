@@ -1,5 +1,9 @@
-"""Reference models a study measures next to its own: what a bank would deploy today."""
+"""Reference models a study measures next to its own: what a bank would deploy today.
 
-from autocompress.baselines.lightgbm import LightGBMBaseline, fit_lightgbm
+`lightgbm` (gradient-boosted trees over the raw columns) and `logistic` (the
+scorecard-like linear model over our features); `study` fits, scores and times them
+once per credit study. Import the submodule you need: lightgbm loads only when used.
+"""
 
-__all__ = ["LightGBMBaseline", "fit_lightgbm"]
+BASELINES_ATTR = "autocompress:baselines"
+"""The study user attribute holding each baseline's test scores and measurement."""

@@ -68,6 +68,7 @@ def run(
         result.front,
         result.teacher,
         f"Pareto front of {config.study_name} ({len(result.study.trials)} trials, feasible only)",
+        result.baselines,
     )
     if export:
         # Refreshes this study's own earlier export; anything else there is refused.
@@ -87,11 +88,13 @@ def front(
     load_study_config(study_file, storage=storage, study_name=study_name)
     from autocompress import api
 
-    members, teacher = api.stored_front(study_file, storage=storage, study_name=study_name)
+    members, teacher, baselines = api.stored_front(
+        study_file, storage=storage, study_name=study_name
+    )
     if as_json:
         sys.stdout.write(json.dumps([m.to_dict() for m in members], indent=2) + "\n")
     else:
-        print_front(members, teacher, "Pareto front (latest snapshot)")
+        print_front(members, teacher, "Pareto front (latest snapshot)", baselines)
 
 
 @app.command()
@@ -225,8 +228,14 @@ def _score(value: float | None) -> str:
     return "—" if value is None else f"{value:.4f}"
 
 
-def print_front(members: list[FrontMember], teacher: FrontMember | None, title: str) -> None:
-    """The front sorted by latency; the teacher is always shown, marked when dominated.
+def print_front(
+    members: list[FrontMember],
+    teacher: FrontMember | None,
+    title: str,
+    baselines: dict[str, dict] | None = None,
+) -> None:
+    """The front sorted by latency; the teacher is always shown, marked when dominated;
+    `baselines` (reference models on the same split and target) are rows below it.
     A latency that stayed noisy after re-measuring is marked `*` and explained below."""
     noisy_mark = "*"
     on_front = {m.trial_number for m in members}
@@ -277,5 +286,26 @@ def print_front(members: list[FrontMember], teacher: FrontMember | None, title: 
             f"{m['latency_p90_ms']:.3f}{mark}",
             f"{(m['size_bytes'] or 0) / 1024:.1f}",
             f"{m.get('num_parameters') or 0:,}",
+        )
+    if baselines:
+        table.add_section()
+        captions.append(
+            "(reference) = a model a bank would use instead, fitted on the same training "
+            "split and measured on the same target in this study"
+        )
+        table.caption = "\n".join(captions)
+    for name, baseline in (baselines or {}).items():
+        m, measured = baseline["metrics"], baseline["measurement"]
+        mark = f" {noisy_mark}" if measured.get("noisy") else ""
+        table.add_row(
+            f"{name} (reference)",
+            "",
+            f"{m['accuracy']:.4f}",
+            f"{m['f1']:.4f}",
+            *(_score(m.get(key)) for key in scores),
+            f"{measured['latency_p50_ms']:.3f}{mark}",
+            f"{measured['latency_p90_ms']:.3f}{mark}",
+            f"{measured['size_bytes'] / 1024:.1f}",
+            "",
         )
     console.print(table)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import exc as sa_exc
@@ -216,6 +217,15 @@ def _storage_class() -> type:
         except DatabaseUnavailable as error:
             logger.warning("database: a heartbeat was lost (%s)", describe(error.cause))
 
+    def _get_stale_trial_ids(self: Any, study_id: int) -> list[int]:
+        """Optuna's stale trials (heartbeat silent for the grace period), plus RUNNING
+        trials that never beat at all once they are older than the grace period: a
+        `create_new_trial` whose commit landed but whose answer was lost to an outage
+        leaves such a trial, and the retry made another; Optuna alone never fails it."""
+        stale = self._inner._get_stale_trial_ids(study_id)
+        orphans = _orphaned_trial_ids(self._inner._backend, study_id)
+        return [*stale, *(trial_id for trial_id in orphans if trial_id not in stale)]
+
     bases = (BaseStorage, BaseHeartbeat)
     public = {
         name
@@ -232,8 +242,34 @@ def _storage_class() -> type:
         __getattr__=__getattr__,
         set_trial_state_values=set_trial_state_values,
         record_heartbeat=record_heartbeat,
+        _get_stale_trial_ids=_get_stale_trial_ids,
         __doc__="Optuna storage whose every public call rides out transient database errors.",
         __module__=__name__,
     )
     _STORAGE_CLASS = type("ResilientStorage", bases, namespace)
     return _STORAGE_CLASS
+
+
+def _orphaned_trial_ids(rdb: Any, study_id: int) -> list[int]:
+    """RUNNING trials of the study with no heartbeat row, started more than the grace
+    period ago (by this client's clock: Optuna 5 stores `datetime_start` as naive UTC
+    from the client). A live worker records its trial's first beat right after creating
+    it."""
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+    from optuna.trial import TrialState
+
+    if rdb.heartbeat_interval is None:
+        return []
+    grace = rdb.grace_period or 2 * rdb.heartbeat_interval
+    cutoff = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=grace)
+    with _create_scoped_session(rdb.scoped_session) as session:
+        rows = (
+            session.query(models.TrialModel.trial_id)
+            .filter(models.TrialModel.study_id == study_id)
+            .filter(models.TrialModel.state == TrialState.RUNNING)
+            .filter(models.TrialModel._datetime_start_utc < cutoff)
+            .filter(~models.TrialModel.heartbeats.any())
+            .all()
+        )
+    return [row[0] for row in rows]

@@ -46,13 +46,19 @@ def precision_name(recipe: Recipe) -> str:
 
 @dataclass(frozen=True)
 class OnnxSession:
-    """An onnxruntime session as a `Runnable`: the first output is the logits."""
+    """An onnxruntime session as a `Runnable`: the first output is the class scores
+    (logits, or the credit graph's calibrated probabilities)."""
 
     session: ort.InferenceSession
     size_bytes: int  # of the ONNX file
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         return self.session.run(None, feeds)[0]
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The graph's `metadata_props` (the credit graph's threshold, classes, ...)."""
+        return dict(self.session.get_modelmeta().custom_metadata_map)
 
 
 class OnnxRuntimeTarget:
@@ -95,13 +101,17 @@ class OnnxRuntimeTarget:
     def materialize(
         self, task: Task, student: nn.Module, recipe: Recipe, folder: Path
     ) -> Materialized:
-        """Export `student` to FP32 ONNX, convert it to the recipe's precision as
-        `folder/model.onnx`, and open a session on it."""
+        """Export `student` to FP32 ONNX, convert it to the recipe's precision, let the
+        task wrap it (preprocessing in front, for raw records) as `folder/model.onnx`,
+        and open a session on it."""
         fp32_path = folder / "model.fp32.onnx"
+        core_path = folder / "model.core.onnx"
         model_path = folder / MODEL_FILE
         task.export_onnx(student, fp32_path)
-        apply_precision(fp32_path, model_path, recipe, task.calibration_feeds())
+        apply_precision(fp32_path, core_path, recipe, task.calibration_feeds())
         fp32_path.unlink()
+        task.wrap_onnx(core_path, model_path, self.session)
+        core_path.unlink(missing_ok=True)
         return Materialized(runnable=self.load(model_path), files=[MODEL_FILE])
 
     def load(self, model_path: Path) -> OnnxSession:

@@ -234,6 +234,12 @@ class TorchCudaTarget:
     ) -> Materialized:
         """Write the FP32 weights and the quantization spec, then load a quantized copy
         of `student` on the GPU."""
+        if task.raw_inputs:
+            raise Unsupported(
+                f"{type(task).__name__} scores raw records through its ONNX graph "
+                "(preprocessing inside); torch-cuda serves the torch model only: use "
+                "target.runtime onnxruntime (CUDAExecutionProvider runs it on the GPU)"
+            )
         # bitsandbytes layers sit in reference cycles: free the last trial's GPU memory now.
         gc.collect()
         torch.cuda.empty_cache()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,8 @@ from autocompress.tasks.metrics import classification_metrics
 from autocompress.training import FitSettings, random_batches
 
 if TYPE_CHECKING:
+    import onnxruntime as ort
+
     from autocompress.targets.base import Runnable
 
 logger = logging.getLogger("autocompress")
@@ -168,9 +171,27 @@ class Task(ABC):
     def export_onnx(self, model: nn.Module, path: Path) -> None:
         """Write `model` as an FP32 ONNX graph with a dynamic batch axis."""
 
+    def wrap_onnx(
+        self, core: Path, path: Path, open_session: Callable[[Path], ort.InferenceSession]
+    ) -> None:
+        """Write the deployed graph to `path` around `core`, the student's graph at its
+        precision (inputs `core_feeds`). Text models deploy the core as it is; a task
+        whose users send raw records puts its preprocessing in front (and calibration
+        behind), so what is measured and exported is what a service runs."""
+        core.replace(path)
+
+    # Whether `feeds` are raw records that only the wrapped ONNX graph understands
+    # (targets serving the torch model itself cannot run them).
+    raw_inputs: bool = False
+
     @abstractmethod
     def feeds(self, split: str, limit: int | None = None) -> dict[str, np.ndarray]:
-        """onnxruntime inputs for a split (`train`, `valid`, `test`)."""
+        """Inputs of the deployed model for a split (`train`, `valid`, `test`)."""
+
+    def core_feeds(self, split: str, limit: int | None = None) -> dict[str, np.ndarray]:
+        """Inputs of the student's own graph (what `export_onnx` writes); the same as
+        `feeds` unless `wrap_onnx` adds preprocessing in front."""
+        return self.feeds(split, limit)
 
     @abstractmethod
     def labels(self, split: str) -> np.ndarray:
@@ -188,8 +209,9 @@ class Task(ABC):
         return {name: array[take] for name, array in feeds.items()}
 
     def calibration_feeds(self, batches: int = 8, batch_size: int = 32) -> list[dict]:
-        """Training rows for static quantization calibration (never the test split)."""
-        feeds = self.feeds("train", limit=batches * batch_size)
+        """Training rows of the student's graph for static quantization calibration
+        (never the test split)."""
+        feeds = self.core_feeds("train", limit=batches * batch_size)
         rows = next(iter(feeds.values())).shape[0]
         return [
             {name: array[start : start + batch_size] for name, array in feeds.items()}

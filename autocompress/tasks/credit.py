@@ -1,10 +1,15 @@
 """Credit-risk classification on tabular data: German credit by default, Taiwan at scale.
 
-The teacher is an MLP over one-hot categoricals and standardised numerics. The
-preprocessing is fitted on the training split only and ships with every export.
-Numeric cells must be empty or finite numbers (checked when the task is built, before
-a study or cache is written); empty ones get the training mean, empty categorical
-cells the category "(missing)" (see preprocessing.py).
+The teacher is an MLP over one-hot categoricals and transformed, standardised numerics
+(`task.preprocessing`: imputation, missing indicators, log1p/quantile/clip), fitted on
+the training split only. Training-file cells must be empty or finite numbers (checked
+when the task is built, before a study or cache is written).
+
+What is measured and exported is one ONNX graph from the raw applicant columns to
+calibrated probabilities and a decision (`tabular_onnx.scoring_model`): the student's
+graph at its precision, the preprocessing in front of it, and behind it a Platt
+calibration and the threshold of `task.decision`, both fitted on the validation split.
+Class 1 is the positive, risky ("bad") class.
 """
 
 from __future__ import annotations
@@ -14,25 +19,45 @@ import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+import onnx
 import pandas as pd
 import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 from torch import nn
 from torch.nn import functional as F
 
-from autocompress.config import DataConfig, StudyConfig, TeacherConfig
-from autocompress.errors import UserError
+from autocompress.config import (
+    DataConfig,
+    DecisionConfig,
+    PreprocessingConfig,
+    StudyConfig,
+    TeacherConfig,
+)
+from autocompress.errors import Unsupported, UserError
 from autocompress.models import MLPClassifier
 from autocompress.tasks.base import Task
 from autocompress.tasks.data_files import file_sha256, resolve_data_file
-from autocompress.tasks.metrics import classification_metrics
+from autocompress.tasks.metrics import choose_threshold, credit_metrics
 from autocompress.tasks.preprocessing import TabularPreprocessor
+from autocompress.tasks.tabular_onnx import scoring_model, set_threshold
 from autocompress.training import FitSettings, fit
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
+
+    from autocompress.targets.base import Runnable
 
 INPUT_NAME = "features"
 OUTPUT_NAME = "logits"
+THRESHOLD_KEY = "autocompress.threshold"
+# Operators whose output for one row depends on the other rows of the batch
+# (onnxruntime's dynamic int8 computes one activation scale per batch).
+BATCH_WIDE_OPS = {"DynamicQuantizeLinear", "DynamicQuantizeMatMul"}
 
 
 class CreditTask(Task):
@@ -44,29 +69,42 @@ class CreditTask(Task):
         teacher: TeacherConfig,
         f1_average: str = "macro",
         where: Callable[[str], str] = str,
+        preprocessing: PreprocessingConfig | None = None,
+        decision: DecisionConfig | None = None,
     ) -> None:
         """`where` names a key in messages (`StudyConfig.where`: `FILE: key.path`)."""
         self.data_config = data
         self.teacher_config = teacher
+        self.preprocessing_config = preprocessing or PreprocessingConfig()
+        self.decision = decision or DecisionConfig()
         self.f1_average = f1_average
         self.seed = data.seed
         self.data_file = resolve_data_file(data.path, key=where("task.data.path"))
         frame = _read_csv(self.data_file, where)
-        features, labels = _split_label(frame, data, self.data_file, where)
+        features, labels, self.class_names = _split_label(frame, data, self.data_file, where)
         features, categorical = _column_kinds(features, data, self.data_file, where)
         self.splits = _stratified_splits(features, labels, data, where)
-        self.preprocessor = TabularPreprocessor.fit(self.splits["train"][0], categorical)
+        self.preprocessor = TabularPreprocessor.fit(
+            self.splits["train"][0], categorical, self.preprocessing_config, where
+        )
         self._arrays = {
             name: self.preprocessor.transform(x) for name, (x, _) in self.splits.items()
         }
+        self._raw = {name: self.preprocessor.raw_feeds(x) for name, (x, _) in self.splits.items()}
         counts = np.bincount(self.labels("train"), minlength=2).astype(np.float32)
         self._class_weights = torch.from_numpy(counts.sum() / (len(counts) * counts))
         self._teacher_logits: torch.Tensor | None = None
 
     @classmethod
     def from_config(cls, config: StudyConfig) -> CreditTask:
+        task = config.task
         return cls(
-            config.task.data, config.task.teacher, config.objectives.f1_average, config.where
+            task.data,
+            task.teacher,
+            config.objectives.f1_average,
+            config.where,
+            task.preprocessing,
+            task.decision,
         )
 
     # -- data and teacher ------------------------------------------------------------
@@ -76,6 +114,8 @@ class CreditTask(Task):
                 "data_sha256": file_sha256(self.data_file),
                 "data": self.data_config.model_dump(exclude={"path"}),
                 "teacher": self.teacher_config.model_dump(),
+                "preprocessing": self.preprocessing_config.model_dump(),
+                "validation_score": "roc_auc",
                 "torch": torch.__version__,
             },
             sort_keys=True,
@@ -106,6 +146,7 @@ class CreditTask(Task):
             score_fn=self.validation_score,
             settings=self.fit_settings(settings.epochs),
             batch_order=self.batch_order,
+            progress="credit teacher epoch",
         )
         return model
 
@@ -128,9 +169,11 @@ class CreditTask(Task):
         return self._teacher_logits
 
     def validation_score(self, model: nn.Module) -> float:
+        """ROC AUC on the validation split: ranking is what a credit model is judged by,
+        and it needs no threshold while the model is still training."""
         with torch.no_grad():
             logits = model(torch.from_numpy(self._arrays["valid"])).numpy()
-        return classification_metrics(logits, self.labels("valid"), self.f1_average)["f1"]
+        return float(roc_auc_score(self.labels("valid"), logits[:, 1] - logits[:, 0]))
 
     # -- structure ---------------------------------------------------------------------
     def example_inputs(self) -> tuple[torch.Tensor, ...]:
@@ -156,8 +199,63 @@ class CreditTask(Task):
             dynamo=False,
         )
 
+    raw_inputs = True
+
     def feeds(self, split: str, limit: int | None = None) -> dict[str, np.ndarray]:
+        """The raw applicant columns, one input per column (what the exported graph takes)."""
+        return {name: values[:limit] for name, values in self._raw[split].items()}
+
+    def core_feeds(self, split: str, limit: int | None = None) -> dict[str, np.ndarray]:
         return {INPUT_NAME: self._arrays[split][:limit]}
+
+    def wrap_onnx(
+        self, core: Path, path: Path, open_session: Callable[[Path], ort.InferenceSession]
+    ) -> None:
+        """Preprocessing in front of the student's graph, calibration and the decision
+        threshold behind it; both fitted on the validation split with this very core
+        (its precision included), then the threshold chosen on the whole graph's output."""
+        core_model = onnx.load(str(core))
+        batch_wide = sorted({n.op_type for n in core_model.graph.node} & BATCH_WIDE_OPS)
+        if batch_wide:
+            raise Unsupported(
+                f"the student's graph scales activations over the whole batch "
+                f"({', '.join(batch_wide)}, e.g. dynamic int8): an applicant's score would "
+                "depend on the other rows scored with it; use int8_mode static, or 16/32 bits"
+            )
+        core_logits = open_session(core).run(None, self.core_feeds("valid"))[0]
+        calibration = platt_calibration(core_logits, self.labels("valid"))
+        model = scoring_model(
+            core_model,
+            self.preprocessor,
+            calibration,
+            0.5,
+            metadata=self.graph_metadata(),
+        )
+        onnx.save(model, str(path))
+        p_bad = open_session(path).run(None, self.feeds("valid"))[0][:, 1]
+        decision = self.decision
+        set_threshold(
+            model, choose_threshold(p_bad, self.labels("valid"), decision.rule, decision.value)
+        )
+        onnx.save(model, str(path))
+
+    def graph_metadata(self) -> dict[str, str]:
+        """What a service reading the graph needs to know, stored inside it."""
+        return {
+            "autocompress.task": "credit",
+            "autocompress.classes": json.dumps(self.class_names),
+            "autocompress.positive_class": "1",
+            "autocompress.decision_rule": json.dumps(self.decision.model_dump()),
+            "autocompress.inputs": json.dumps(self.preprocessor.input_columns),
+        }
+
+    def evaluate(self, runnable: Runnable, split: str = "test") -> dict[str, float]:
+        """Ranking (AUC, Gini, KS), calibration (Brier, ECE) and decisions at 0.5 and at
+        the graph's own threshold (0.5 for a graph that carries none)."""
+        p_bad = np.asarray(runnable.run(self.feeds(split)), dtype=np.float64)[:, 1]
+        metadata = getattr(runnable, "metadata", {}) or {}
+        threshold = float(metadata.get(THRESHOLD_KEY, 0.5))
+        return credit_metrics(p_bad, self.labels(split), threshold, self.f1_average)
 
     def labels(self, split: str) -> np.ndarray:
         return self.splits[split][1]
@@ -186,7 +284,8 @@ def _read_csv(path: Path, where: Callable[[str], str] = str) -> pd.DataFrame:
 
 def _split_label(
     frame: pd.DataFrame, data: DataConfig, path: Path, where: Callable[[str], str] = str
-) -> tuple[pd.DataFrame, np.ndarray]:
+) -> tuple[pd.DataFrame, np.ndarray, dict[str, str]]:
+    """Features, 0/1 labels, and what each class is in the file ({"0": "good", "1": "bad"})."""
     columns = list(frame.columns)
     if data.label not in frame.columns:
         raise UserError(
@@ -218,8 +317,11 @@ def _split_label(
                 f"value of column {data.label!r} in {path}; allowed values: {values}"
             )
         labels = (raw.astype(str) == str(data.positive_label)).astype(np.int64).to_numpy()
+        negative = next(v for v in values if v != str(data.positive_label))
+        class_names = {"0": negative, "1": str(data.positive_label)}
     elif pd.api.types.is_numeric_dtype(raw) and set(raw.unique()) <= {0, 1}:
         labels = raw.astype(np.int64).to_numpy()
+        class_names = {"0": "0", "1": "1"}
     else:
         kind = "not 0/1" if pd.api.types.is_numeric_dtype(raw) else "non-numeric"
         raise UserError(
@@ -228,7 +330,7 @@ def _split_label(
             "the positive (risky) class, or use a 0/1 label"
         )
     features = frame.drop(columns=[data.label, *data.drop_columns])
-    return features, labels
+    return features, labels, class_names
 
 
 # A text column is numeric with a few bad cells when at least this share of its
@@ -360,3 +462,14 @@ def _stratified_splits(
         rest_x, rest_y, test_size=valid_share, stratify=rest_y, random_state=data.seed
     )
     return {"train": (train_x, train_y), "valid": (valid_x, valid_y), "test": (test_x, test_y)}
+
+
+def platt_calibration(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(a, b) of p = sigmoid(a·(logit₁ − logit₀) + b), fitted on `labels` (Platt scaling).
+
+    Class-weighted training inflates the bad class's scores; one monotone map fixes the
+    probabilities without touching the ranking (AUC and KS are unchanged).
+    """
+    margin = (logits[:, 1] - logits[:, 0]).astype(np.float64).reshape(-1, 1)
+    fitted = LogisticRegression(C=100.0).fit(margin, labels)
+    return float(fitted.coef_[0, 0]), float(fitted.intercept_[0])

@@ -12,6 +12,7 @@ least the threshold (`p_bad >= threshold`), as in sklearn's curves.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import get_args
 
 import numpy as np
@@ -215,3 +216,25 @@ def _checked(p_bad: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndar
     if not np.issubdtype(p_bad.dtype, np.floating):
         p_bad = p_bad.astype(np.float64)
     return p_bad, labels
+
+
+def bootstrap_interval(
+    metric: Callable[[np.ndarray, np.ndarray], float],
+    labels: np.ndarray,
+    scores: np.ndarray,
+    resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile interval of `metric(labels, scores)` over stratified bootstrap
+    resamples of the rows (each class resampled within itself, so every resample
+    keeps both classes and the metric stays defined)."""
+    rng = np.random.default_rng(seed)
+    by_class = [np.flatnonzero(labels == value) for value in np.unique(labels)]
+    values = []
+    for _ in range(resamples):
+        index = np.concatenate([rng.choice(rows, len(rows), replace=True) for rows in by_class])
+        values.append(metric(labels[index], scores[index]))
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
