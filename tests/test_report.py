@@ -83,6 +83,16 @@ def test_html_shows_front_teacher_champion_and_decision(
     assert "<h2>Machine</h2><pre>cpu: &lt;unknown&gt; &amp; 2 cores</pre>" in page
     complete = len(result.study.get_trials(states=(TrialState.COMPLETE,)))
     assert f"{complete} complete" in page
+    # A credit study: ranking and calibration columns, and what a bank would use instead.
+    assert '<th class="num">AUC</th>' in page and '<th class="num">Brier</th>' in page
+    assert "<h2>Reference models</h2>" in page
+    for name, baseline in result.baselines.items():
+        auc = f"{baseline['metrics']['roc_auc']:.4f}"
+        assert re.search(
+            rf'<tr class="reference"><td class="text">{name}</td>'
+            rf'<td class="num">{auc}</td>',
+            page,
+        )
 
 
 def test_a_kept_champion_is_neutral_and_the_challenger_is_labelled_challenger(

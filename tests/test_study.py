@@ -285,6 +285,8 @@ def test_cli_run_prints_the_front_and_the_export_path(tmp_path: Path) -> None:
     assert process.returncode == 0, process.stderr
     assert "Pareto front of cli" in process.stdout
     assert "(teacher" in process.stdout
+    for baseline in ("lightgbm (reference)", "logistic_regression (reference)"):
+        assert baseline in process.stdout, "credit studies show what a bank would use instead"
     export_dir = tmp_path / "exports" / "cli"
     assert str(export_dir) in process.stdout.replace("\n", "")
     assert verify(export_dir) == 4
