@@ -405,6 +405,34 @@ def decision_value_outside_zero_one(d: Path) -> Scenario:
     )
 
 
+def auc_on_a_one_class_validation_split(d: Path) -> Scenario:
+    """10 defaulters in 400 rows and a 2% validation split: no defaulter in it."""
+    rng = np.random.default_rng(0)
+    csv = d / "rare.csv"
+    pd.DataFrame(
+        {
+            "income": rng.normal(3000, 800, 400).round(2),
+            "age": rng.integers(18, 80, 400),
+            "default": [1] * 10 + [0] * 390,
+        }
+    ).to_csv(csv, index=False)
+
+    def declare(study: dict) -> None:
+        _data(study, path=csv.name, label="default", valid_size=0.02)
+        study["constraints"] = {"max_accuracy_drop": None, "max_roc_auc_drop": 0.02}
+
+    path = _study(d, declare)
+    return Scenario(
+        _run(path),
+        lambda: run_study(path),
+        [
+            f"{path}: constraints.max_roc_auc_drop needs both classes in the validation split",
+            "only class 0 (8 rows)",
+            "use a larger task.data.valid_size",
+        ],
+    )
+
+
 CASES: dict[str, Callable[[Path], Scenario]] = {
     "unknown-top-key": unknown_top_key,
     "unknown-nested-key": unknown_nested_key,
@@ -423,6 +451,7 @@ CASES: dict[str, Callable[[Path], Scenario]] = {
     "positive-label-not-a-value": positive_label_not_a_value,
     "log1p-on-negative-values": log1p_on_negative_values,
     "decision-value-outside-zero-one": decision_value_outside_zero_one,
+    "auc-on-a-one-class-validation-split": auc_on_a_one_class_validation_split,
     "postgres-unreachable": postgres_unreachable,
     "sqlite-folder-impossible": sqlite_folder_impossible,
     "study-file-missing": study_file_missing,
