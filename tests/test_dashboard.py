@@ -118,6 +118,11 @@ def test_dashboard_serves_objectives_feasibility_notes_and_artifacts(
         names = {a["filename"] for a in shown["artifacts"]}
         assert {"model.onnx", "recipe.yaml", "metrics.json"} <= names
     assert True in feasibility, "the teacher (no accuracy drop) is always feasible"
+    # The study's own note: the reference models a bank would use instead.
+    study_note = detail["note"]["body"]
+    assert "Reference models" in study_note
+    for name, baseline in result.baselines.items():
+        assert f"| {name} | {baseline['metrics']['roc_auc']:.4f} |" in study_note
 
     # The artifact store is wired: the files the dashboard serves are the trial's files.
     trial = complete[-1]
