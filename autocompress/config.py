@@ -109,6 +109,9 @@ class PreprocessingConfig(_Strict):
     ] = (0.005, 0.995)
     quantile_knots: Annotated[int, Field(ge=3, le=1000)] = 64
     columns: dict[str, ColumnPreprocessing] = {}
+    # Numeric columns (names or globs) whose transform the sampler may choose: the
+    # search space's `numeric_transform` field; `declared` keeps the settings above.
+    searched_columns: list[str] = []
 
     @model_validator(mode="after")
     def _ordered_quantiles(self) -> PreprocessingConfig:
@@ -456,6 +459,7 @@ def load_study_config(path: str | Path, **overrides: Any) -> LoadedStudy:
     _check_fields_apply(
         space, config.task.kind, config.target.runtime, config.where("search_space")
     )
+    _check_transform_search(config, space)
     _check_consistency(config, source)
     _check_warm_start(config.warm_start, space, config.where("warm_start"))
     return LoadedStudy(config=config, space=space, source=source)
@@ -552,6 +556,23 @@ def _is_kind(value: Any, kind: type) -> bool:
     if kind is float:
         return isinstance(value, int | float)
     return isinstance(value, kind)
+
+
+def _check_transform_search(config: StudyConfig, space: dict[str, ParamSpace]) -> None:
+    """A searched `numeric_transform` needs columns to apply to, and the reverse."""
+    searched = getattr(getattr(config.task, "preprocessing", None), "searched_columns", [])
+    if "numeric_transform" in space and not searched:
+        raise UserError(
+            f"{config.where('task.preprocessing.searched_columns')}: the search space names "
+            "numeric_transform but no column is searched; list the numeric columns (names "
+            "or globs, e.g. [PAY_AMT*]) whose transform the sampler may choose"
+        )
+    if searched and "numeric_transform" not in space:
+        raise UserError(
+            f"{config.where('task.preprocessing.searched_columns')}: {searched} are searched "
+            "but the search space has no numeric_transform field; add one, e.g. "
+            "numeric_transform: {choices: [declared, none, quantile]}, or remove the key"
+        )
 
 
 def _check_consistency(config: StudyConfig, source: Path) -> None:

@@ -87,9 +87,35 @@ def export_trial(
             "f1_drop": trial.user_attrs.get("f1_drop"),
             "num_parameters": trial.user_attrs.get("num_parameters"),
             "objectives": dict(zip(loaded.config.objectives.metrics, trial.values, strict=True)),
+            "changes_vs_teacher": {
+                name: value
+                for name, value in trial.user_attrs.items()
+                if name.endswith(("_drop", "_increase"))
+            },
+            **_graph_facts(staging / "model.onnx"),
         }
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2))
         write_manifest(staging)
         if key is not None:
             sign_manifest(staging, key)
     return file_sha256(out / MANIFEST)
+
+
+def _graph_facts(model_path: Path) -> dict:
+    """What the exported graph says about itself (credit: the class mapping and the
+    decision threshold), repeated in metrics.json for readers without onnx."""
+    if not model_path.is_file():
+        return {}
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    props = {prop.key: prop.value for prop in model.metadata_props}
+    facts = {}
+    for key, name in (
+        ("autocompress.classes", "classes"),
+        ("autocompress.threshold", "decision_threshold"),
+        ("autocompress.decision_rule", "decision_rule"),
+    ):
+        if key in props:
+            facts[name] = json.loads(props[key])
+    return facts

@@ -16,6 +16,9 @@ IMPORTANCE_CRITERIA = ("l1", "l2", "lamp", "taylor", "random")
 BIT_WIDTHS = (32, 16, 8, 4)
 INT8_MODES = ("dynamic", "static")
 BNB_4BIT_TYPES = ("nf4", "fp4")
+# For the columns a credit study lists in `task.preprocessing.searched_columns`:
+# `declared` keeps the study's own transform; any other replaces it (see config.py).
+NUMERIC_TRANSFORMS = ("declared", "none", "log1p", "signed_log1p", "clip", "quantile")
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class Recipe:
     int4_block_size: int = 32
     layer_keep_ratio: float = 1.0
     bnb_4bit_type: str = "nf4"
+    numeric_transform: str = "declared"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -49,6 +53,8 @@ class Recipe:
     def describe(self) -> str:
         """A one-line summary of what the pass chain does, for tables and notes."""
         parts = []
+        if self.numeric_transform != "declared":
+            parts.append(f"{self.numeric_transform} inputs")
         if self.layer_keep_ratio < 1.0:
             parts.append(f"keep {self.layer_keep_ratio:.0%} layers")
         if self.prunes:
@@ -88,6 +94,11 @@ class Recipe:
         task words it (an MLP: "hidden units"); without it, the step says what it
         removes in each kind of model."""
         steps = []
+        if self.numeric_transform != "declared":
+            steps.append(
+                f"inputs: {self.numeric_transform} for the searched numeric columns, from a "
+                "teacher trained on those inputs"
+            )
         if self.layer_keep_ratio < 1.0:
             steps.append(
                 f"layer drop: keep {self.layer_keep_ratio:.0%} of the layers, evenly spaced"
@@ -185,6 +196,14 @@ RECIPE_FIELDS: dict[str, FieldSpec] = {
     "per_channel": FieldSpec(bool, choices=(True, False), active=lambda p: p.get("bits") == 8),
     "int4_block_size": FieldSpec(
         int, choices=(16, 32, 64, 128), active=lambda p: p.get("bits") == 4
+    ),
+    "numeric_transform": FieldSpec(
+        str,
+        choices=NUMERIC_TRANSFORMS,
+        tasks=("credit",),
+        note="transform of the columns in task.preprocessing.searched_columns; `declared` "
+        "keeps the study's; another trains (once, then cached) a teacher on those inputs, "
+        "and the student starts from it",
     ),
     "bnb_4bit_type": FieldSpec(
         str,

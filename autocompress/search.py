@@ -284,6 +284,14 @@ class Objective:
             trial.set_user_attr("failed_reason", reason)
             raise TrialAborted(reason) from None
 
+    def _task_and_teacher(self, recipe: Recipe) -> tuple[Task, nn.Module]:
+        """The study's task and teacher, or the ones a recipe's inputs need (trained on
+        first use and cached like the study's teacher)."""
+        task = self.task.for_recipe(recipe)
+        if task is self.task:
+            return self.task, self.teacher
+        return task, task.teacher(self.loaded.config.artifacts_path / "teachers")
+
     def abandon_running_trial(self, reason: str) -> str:
         """After the database failed mid-trial: one quick try to fail the trial that was
         running (without retries: they just ran out); says what became of it."""
@@ -322,9 +330,10 @@ class Objective:
             )
         with tempfile.TemporaryDirectory(prefix="autocompress-trial-") as workdir:
             try:
+                task, teacher = self._task_and_teacher(recipe)
                 evaluation = evaluate_recipe(
-                    self.task,
-                    self.teacher,
+                    task,
+                    teacher,
                     self.target,
                     recipe,
                     Path(workdir),

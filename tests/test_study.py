@@ -161,6 +161,11 @@ def test_exported_graph_scores_raw_rows_as_recorded(result: StudyResult, study_d
     assert threshold == pytest.approx(recorded["threshold"])
     assert np.array_equal(decision, (probabilities[:, 1] >= threshold).astype(np.int64))
     assert np.mean(decision == labels) == pytest.approx(recorded["accuracy_at_threshold"])
+    classes = json.loads((out / "metrics.json").read_text())["classes"]
+    assert classes == {"0": "good", "1": "bad"}
+    assert json.loads(session.get_modelmeta().custom_metadata_map["autocompress.classes"]) == (
+        classes
+    )
 
 
 def test_policies_select_what_they_promise(result: StudyResult, study_dir: Path) -> None:

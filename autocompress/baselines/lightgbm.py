@@ -57,7 +57,7 @@ import onnx
 import pandas as pd
 from onnx import TensorProto, helper
 
-from autocompress.tasks.preprocessing import category_name
+from autocompress.tasks.preprocessing import category_name, raw_column_feeds
 
 FORMAT = "autocompress.lightgbm-baseline/1"
 ONNX_FILE = "model.onnx"
@@ -141,14 +141,7 @@ class LightGBMBaseline:
         """The ONNX inputs for `frame`: float32 [n, 1] per numeric column, str [n, 1] per
         categorical one ("" for an empty cell)."""
         _require_columns(frame, self.features)
-        feeds: dict[str, np.ndarray] = {}
-        for column in self.features:
-            if column in self.categories:
-                names = [category_name(v, MISSING) for v in frame[column].tolist()]
-                feeds[column] = np.array(names, dtype=object).reshape(-1, 1)
-            else:
-                feeds[column] = _float32(frame[column], column).reshape(-1, 1)
-        return feeds
+        return raw_column_feeds(frame, self.features, set(self.categories))
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """[P(good), P(bad)] per row, scored by the booster itself (float64) on the same

@@ -26,6 +26,7 @@ from autocompress.training import FitSettings, random_batches
 if TYPE_CHECKING:
     import onnxruntime as ort
 
+    from autocompress.recipe import Recipe
     from autocompress.targets.base import Runnable
 
 logger = logging.getLogger("autocompress")
@@ -64,6 +65,12 @@ class Task(ABC):
                         raise
                     logger.info("another worker cached the teacher meanwhile: %s", folder)
         return self._teacher
+
+    def for_recipe(self, recipe: Recipe) -> Task:
+        """The task a recipe's student is built and scored with: this one, unless the
+        recipe changes the model's inputs (a credit `numeric_transform`), which needs
+        its own teacher. Drops are always measured against this task's teacher."""
+        return self
 
     cache_prefix: str = "task"
     # What structured pruning removes from this task's models, for pass chains in notes.

@@ -50,6 +50,7 @@ from autocompress.training import FitSettings, fit
 if TYPE_CHECKING:
     import onnxruntime as ort
 
+    from autocompress.recipe import Recipe
     from autocompress.targets.base import Runnable
 
 INPUT_NAME = "features"
@@ -78,6 +79,8 @@ class CreditTask(Task):
         self.preprocessing_config = preprocessing or PreprocessingConfig()
         self.decision = decision or DecisionConfig()
         self.f1_average = f1_average
+        self.where = where
+        self._variants: dict[str, CreditTask] = {}
         self.seed = data.seed
         self.data_file = resolve_data_file(data.path, key=where("task.data.path"))
         frame = _read_csv(self.data_file, where)
@@ -106,6 +109,36 @@ class CreditTask(Task):
             task.preprocessing,
             task.decision,
         )
+
+    def for_recipe(self, recipe: Recipe) -> CreditTask:
+        """This task, or (for a `numeric_transform` other than `declared`) the same data
+        with that transform on `task.preprocessing.searched_columns`; built once each."""
+        transform = recipe.numeric_transform
+        searched = self.preprocessing_config.searched_columns
+        if transform == "declared" or not searched:
+            return self
+        if transform not in self._variants:
+            # The searched patterns come first: the first matching `columns` key wins.
+            chosen = {pattern: {"transform": transform} for pattern in searched}
+            declared = self.preprocessing_config.model_dump()["columns"]
+            columns = {**chosen, **{k: v for k, v in declared.items() if k not in chosen}}
+            preprocessing = PreprocessingConfig.model_validate(
+                {**self.preprocessing_config.model_dump(), "columns": columns}
+            )
+            try:
+                self._variants[transform] = CreditTask(
+                    self.data_config,
+                    self.teacher_config,
+                    self.f1_average,
+                    self.where,
+                    preprocessing,
+                    self.decision,
+                )
+            except UserError as error:  # e.g. log1p on a searched column with negatives
+                raise Unsupported(
+                    f"numeric_transform {transform} does not fit the searched columns: {error}"
+                ) from None
+        return self._variants[transform]
 
     # -- data and teacher ------------------------------------------------------------
     def fingerprint(self) -> str:

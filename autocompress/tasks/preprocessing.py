@@ -35,7 +35,7 @@ import fnmatch
 import json
 import math
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -102,6 +102,30 @@ def _numeric_cells(series: pd.Series, column: str) -> np.ndarray:
         return pd.to_numeric(series, errors="raise").to_numpy(dtype="float64", na_value=np.nan)
     except (ValueError, TypeError) as error:
         raise ValueError(f"numeric column {column!r}: {error}") from None
+
+
+def raw_column_feeds(
+    frame: pd.DataFrame,
+    columns: list[str],
+    categorical: Collection[str],
+    missing_category: str = MISSING_CATEGORY,
+) -> dict[str, np.ndarray]:
+    """The raw-row convention every credit graph takes (ours and the baselines'): one
+    [N, 1] input per column; numeric float32 (NaN for an empty cell, ±inf kept, numbers
+    written as text converted); categorical str, "" for an empty cell (or one named
+    `missing_category`), numbers named by value (`category_name`)."""
+    absent = [c for c in columns if c not in frame.columns]
+    if absent:
+        raise ValueError(f"the frame has no column {', '.join(map(repr, absent))}")
+    feeds: dict[str, np.ndarray] = {}
+    for column in columns:
+        if column in categorical:
+            names = [category_name(v, "") for v in frame[column].tolist()]
+            cells = ["" if n == missing_category else n for n in names]
+            feeds[column] = np.array(cells, dtype=object).reshape(-1, 1)
+        else:
+            feeds[column] = _as_float32(_numeric_cells(frame[column], column)).reshape(-1, 1)
+    return feeds
 
 
 def _as_float32(values: np.ndarray) -> np.ndarray:
@@ -614,19 +638,9 @@ class TabularPreprocessor:
         empty cell (a scoring service passes "" for a missing categorical value) and
         numbers named by value (`category_name`: 2 and 2.0 are both "2").
         """
-        absent = [c for c in self.input_columns if c not in frame.columns]
-        if absent:
-            raise ValueError(f"the frame has no column {', '.join(map(repr, absent))}")
-        feeds: dict[str, np.ndarray] = {}
-        for column in self.input_columns:
-            if column in self.categories:
-                names = [category_name(v, "") for v in frame[column].tolist()]
-                cells = ["" if n == (self.missing_category or "") else n for n in names]
-                feeds[column] = np.array(cells, dtype=object).reshape(-1, 1)
-            else:
-                cells = _as_float32(_numeric_cells(frame[column], column))
-                feeds[column] = cells.reshape(-1, 1)
-        return feeds
+        return raw_column_feeds(
+            frame, self.input_columns, set(self.categories), self.missing_category or ""
+        )
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         """float32 [N, output_dim]: the reference for the ONNX graph's "features"."""
