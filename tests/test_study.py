@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -290,6 +291,7 @@ def test_cli_run_prints_the_front_and_the_export_path(tmp_path: Path) -> None:
     assert process.returncode == 0, process.stderr
     assert "Pareto front of cli" in process.stdout
     assert "(teacher" in process.stdout
+    assert re.search(r"trial 0: fp32: accuracy 0\.\d{3}, f1 0\.\d{3}, p50 ", process.stdout)
     for baseline in ("lightgbm (reference)", "logistic_regression (reference)"):
         assert baseline in process.stdout, "credit studies show what a bank would use instead"
     export_dir = tmp_path / "exports" / "cli"

@@ -209,9 +209,12 @@ def _progress_callback(progress: Progress, bar: Any) -> Callable[..., None]:
             metrics = trial.user_attrs["metrics"]
             latency = trial.user_attrs["measurement"]["latency_p50_ms"]
             broken = infeasible_reason(named_constraints(trial))
+            # The scores the study optimises (credit: roc_auc, brier), then the latency.
+            scores = [name for name in study.metric_names or [] if name in metrics]
+            shown = ", ".join(f"{name} {metrics[name]:.3f}" for name in scores or ["accuracy"])
             line = (
-                f"{summary}: accuracy {metrics['accuracy']:.3f}, f1 {metrics['f1']:.3f}, "
-                f"p50 {latency:.3f} ms{f' (infeasible: {broken})' if broken else ''}"
+                f"{summary}: {shown}, p50 {latency:.3f} ms"
+                f"{f' (infeasible: {broken})' if broken else ''}"
             )
         else:
             line = trial.state.name.lower()
