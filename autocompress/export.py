@@ -108,13 +108,15 @@ def _graph_facts(model_path: Path) -> dict:
         return {}
     import onnx
 
+    from autocompress.tasks.tabular_onnx import CLASSES_KEY, DECISION_RULE_KEY, THRESHOLD_KEY
+
     model = onnx.load(str(model_path), load_external_data=False)
     props = {prop.key: prop.value for prop in model.metadata_props}
     facts = {}
     for key, name in (
-        ("autocompress.classes", "classes"),
-        ("autocompress.threshold", "decision_threshold"),
-        ("autocompress.decision_rule", "decision_rule"),
+        (CLASSES_KEY, "classes"),
+        (THRESHOLD_KEY, "decision_threshold"),
+        (DECISION_RULE_KEY, "decision_rule"),
     ):
         if key in props:
             facts[name] = json.loads(props[key])

@@ -131,7 +131,7 @@ def benchmark(name: str, work: Path, args: argparse.Namespace) -> list[str]:
         }
     for batch in BATCHES:
         timing = OnnxRuntimeTarget(config.target.model_copy(update={"batch_size": batch}))
-        feed = repeat(task.feeds("test"), batch)
+        feed = task.measurement_feed(batch)
         p50s = interleaved_rounds(
             lambda label, t=timing, f=feed: t.measure(rows[label]["session"], f),
             list(rows),
@@ -141,12 +141,6 @@ def benchmark(name: str, work: Path, args: argparse.Namespace) -> list[str]:
             rows[label][f"p50_{batch}"] = statistics.median(values)
             rows[label][f"spread_{batch}"] = (min(values), max(values))
     return report(name, config, result, rows, labels, search_s)
-
-
-def repeat(feeds: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
-    rows = next(iter(feeds.values())).shape[0]
-    take = np.arange(batch) % rows
-    return {name: values[take] for name, values in feeds.items()}
 
 
 def report(name, config, result, rows, labels, search_s) -> list[str]:

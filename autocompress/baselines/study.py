@@ -23,7 +23,9 @@ from autocompress.atomic import atomic_directory
 from autocompress.baselines import BASELINES_ATTR
 from autocompress.baselines.logistic import logistic_baseline
 from autocompress.dashboard import baselines_note, save_study_note
+from autocompress.targets.onnxruntime import MODEL_FILE
 from autocompress.tasks.metrics import choose_threshold
+from autocompress.tasks.tabular_onnx import DECISION_RULE_KEY, THRESHOLD_KEY
 
 if TYPE_CHECKING:
     import optuna
@@ -32,9 +34,6 @@ if TYPE_CHECKING:
     from autocompress.tasks.credit import CreditTask
 
 logger = logging.getLogger("autocompress")
-
-MODEL_FILE = "model.onnx"
-THRESHOLD_KEY = "autocompress.threshold"
 
 
 def lightgbm_baseline(task: CreditTask, target: Target, folder: Path) -> dict:
@@ -64,7 +63,7 @@ def lightgbm_baseline(task: CreditTask, target: Target, folder: Path) -> dict:
         {
             **{p.key: p.value for p in model.metadata_props},
             THRESHOLD_KEY: json.dumps(threshold),
-            "autocompress.decision_rule": json.dumps(rule.model_dump()),
+            DECISION_RULE_KEY: json.dumps(rule.model_dump()),
         },
     )
     onnx.save(model, str(path))

@@ -44,7 +44,13 @@ from autocompress.tasks.base import Task
 from autocompress.tasks.data_files import file_sha256, resolve_data_file
 from autocompress.tasks.metrics import choose_threshold, credit_metrics
 from autocompress.tasks.preprocessing import TabularPreprocessor
-from autocompress.tasks.tabular_onnx import scoring_model, set_threshold
+from autocompress.tasks.tabular_onnx import (
+    CLASSES_KEY,
+    DECISION_RULE_KEY,
+    THRESHOLD_KEY,
+    scoring_model,
+    set_threshold,
+)
 from autocompress.training import FitSettings, fit
 
 if TYPE_CHECKING:
@@ -55,7 +61,6 @@ if TYPE_CHECKING:
 
 INPUT_NAME = "features"
 OUTPUT_NAME = "logits"
-THRESHOLD_KEY = "autocompress.threshold"
 # Operators whose output for one row depends on the other rows of the batch
 # (onnxruntime's dynamic int8 computes one activation scale per batch).
 BATCH_WIDE_OPS = {"DynamicQuantizeLinear", "DynamicQuantizeMatMul"}
@@ -276,9 +281,9 @@ class CreditTask(Task):
         """What a service reading the graph needs to know, stored inside it."""
         return {
             "autocompress.task": "credit",
-            "autocompress.classes": json.dumps(self.class_names),
+            CLASSES_KEY: json.dumps(self.class_names),
             "autocompress.positive_class": "1",
-            "autocompress.decision_rule": json.dumps(self.decision.model_dump()),
+            DECISION_RULE_KEY: json.dumps(self.decision.model_dump()),
             "autocompress.inputs": json.dumps(self.preprocessor.input_columns),
         }
 

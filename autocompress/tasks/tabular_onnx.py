@@ -40,6 +40,8 @@ THRESHOLD = "post/threshold"
 THRESHOLD_KEY = "autocompress.threshold"
 CALIBRATION_KEY = "autocompress.calibration"
 PREPROCESSING_KEY = "autocompress.preprocessing"
+CLASSES_KEY = "autocompress.classes"
+DECISION_RULE_KEY = "autocompress.decision_rule"
 OUTPUTS_DOC = (
     'Outputs: "probabilities" [batch, 2] float32 = [1 - p, p], p = sigmoid(a * (logit1 - '
     'logit0) + b) the calibrated probability of class 1 (the bad class); "logits" [batch, '
