@@ -111,10 +111,15 @@ def change_label(name: str) -> str:
     return name
 
 
-def constraint_label(name: str) -> str:
-    """`accuracy_drop` (drop minus limit, as stored) said as what it is."""
+def constraint_label(name: str, constraint_mode: dict | None = None) -> str:
+    """`accuracy_drop` (drop minus limit, as stored) said as what it is; judged on the
+    upper bound of its interval, `accuracy drop (95% upper bound) − limit`."""
     label = change_label(name)
-    return f"{label} − limit" if label != name else name
+    if label == name:
+        return name
+    if (constraint_mode or {}).get("kind") == "upper_bound":
+        label += f" ({confidence_label(constraint_mode.get('confidence'))} upper bound)"
+    return f"{label} − limit"
 
 
 def failed_constraints(constraints: dict[str, float]) -> list[str]:
@@ -122,12 +127,159 @@ def failed_constraints(constraints: dict[str, float]) -> list[str]:
     return [name for name, value in constraints.items() if value > 0]
 
 
-def infeasible_reason(constraints: dict[str, float]) -> str:
-    """`f1 drop over its limit` (or several): which limits a trial broke; `` if none."""
-    failed = [change_label(name) for name in failed_constraints(constraints)]
+def infeasible_reason(constraints: dict[str, float], constraint_mode: dict | None = None) -> str:
+    """`f1 drop over its limit` (or several): which limits a trial broke; `` if none.
+    Judged on the upper bound of an interval: `f1 drop (95% upper bound) over its limit`."""
+    upper = (constraint_mode or {}).get("kind") == "upper_bound"
+    bound = f" ({confidence_label((constraint_mode or {}).get('confidence'))} upper bound)"
+    failed = [
+        change_label(name) + (bound if upper else "") for name in failed_constraints(constraints)
+    ]
     if not failed:
         return ""
     return f"{' and '.join(failed)} over {'its limit' if len(failed) == 1 else 'their limits'}"
+
+
+# --- what was measured, said the same way by the note, `autocompress front` and the report
+
+# One study user attribute per finalist re-trained with several seeds before export.
+SEEDS_ATTR_PREFIX = "autocompress:seeds:"
+SPLIT_NAMES = {
+    "valid": "validation",
+    "validation": "validation",
+    "test": "test",
+    "train": "training",
+}
+# Every change versus the teacher keeps its stored sign and is shown in points of the
+# score (0.01 = 1 pt): a drop is teacher − student, an increase student − teacher.
+CHANGE_CONVENTION = (
+    "drop = teacher − student, increase = student − teacher, in points of the score "
+    "(1 pt = 0.01), positive = worse than the teacher"
+)
+
+
+def seed_runs(study_user_attrs: dict[str, Any]) -> dict[int, dict]:
+    """The finalists re-trained with several seeds, by trial number (`{}` if none)."""
+    runs = {}
+    for key, value in study_user_attrs.items():
+        number = key.removeprefix(SEEDS_ATTR_PREFIX)
+        if key.startswith(SEEDS_ATTR_PREFIX) and number.isdigit() and isinstance(value, dict):
+            runs[int(number)] = value
+    return runs
+
+
+def split_label(split: dict | None) -> str:
+    """`validation split (200 rows)` from a `search_split`/`held_out` record; `` if None."""
+    if not split:
+        return ""
+    name = SPLIT_NAMES.get(str(split.get("split")), str(split.get("split") or "unnamed"))
+    rows = split.get("rows")
+    return f"{name} split" + (f" ({rows:,} rows)" if isinstance(rows, int) else "")
+
+
+def confidence_label(confidence: float | None) -> str:
+    """0.95 as `95%` (`?%` when not recorded)."""
+    return "?%" if confidence is None else f"{100 * confidence:g}%"
+
+
+def interval_label(split: dict | None) -> str:
+    """`95% paired bootstrap interval, 1,000 resamples` from a split record; `` if none."""
+    if not split or split.get("confidence") is None:
+        return ""
+    resamples = split.get("resamples")
+    return f"{confidence_label(split['confidence'])} paired bootstrap interval" + (
+        f", {resamples:,} resamples" if isinstance(resamples, int) else ""
+    )
+
+
+def constraint_mode_label(mode: dict | None) -> str:
+    """What a limit is compared with: `point estimate` or `upper bound of the 95%
+    interval`; `` when the trial did not record it."""
+    if not mode:
+        return ""
+    if mode.get("kind") == "upper_bound":
+        return f"upper bound of the {confidence_label(mode.get('confidence'))} interval"
+    if mode.get("kind") == "point":
+        return "point estimate"
+    return str(mode.get("kind") or "")
+
+
+def points(value: float | None) -> str:
+    """A change (as a fraction of the score) in points, signed: 0.012 → `+1.20`."""
+    return "—" if value is None else f"{100 * value:+.2f}"
+
+
+def change_with_interval(value: float | None, interval: Any = None, unit: str = "") -> str:
+    """`+1.20 [-0.50, +2.90]` (points; `unit` after the value); `—` when not recorded."""
+    if value is None:
+        return "—"
+    text = points(value) + unit
+    if isinstance(interval, list | tuple) and len(interval) == 2 and None not in interval:
+        text += f" [{points(interval[0])}, {points(interval[1])}]"
+    return text
+
+
+def headline_changes(credit: bool) -> list[str]:
+    """The changes a front is judged by first: ROC AUC for credit studies (ranking),
+    F1 then accuracy otherwise."""
+    return ["roc_auc_drop"] if credit else ["f1_drop", "accuracy_drop"]
+
+
+SHORT_SCORE_NAMES = {"roc_auc": "AUC", "accuracy": "acc", "f1": "F1"}
+
+
+def short_change_label(name: str) -> str:
+    """`roc_auc_drop` → `AUC drop` (for column headers)."""
+    label = change_label(name)
+    score, _, kind = label.rpartition(" ")
+    return f"{SHORT_SCORE_NAMES.get(score, score)} {kind}" if score else label
+
+
+def seeds_summary(runs: dict, names: list[str]) -> str:
+    """`3 seeds (0, 1, 2): AUC drop mean ± sd +1.20 ± 0.30 pt on validation, +0.80 ±
+    0.50 pt on test; the mean is within the limits` from a seeds record."""
+    seeds = runs.get("seeds") or [r.get("seed") for r in runs.get("runs", [])]
+    summary = runs.get("summary") or {}
+    parts = []
+    for name in names:
+        shown = [
+            f"{points(stat['mean'])} ± {100 * stat['sd']:.2f} pt on {SPLIT_NAMES.get(split)}"
+            for split in ("valid", "test")
+            if isinstance(stat := (summary.get(split) or {}).get(name), dict)
+            and stat.get("mean") is not None
+            and stat.get("sd") is not None
+        ]
+        if shown:
+            parts.append(f"{short_change_label(name)} mean ± sd " + ", ".join(shown))
+    text = f"{len(seeds)} seeds ({', '.join(str(s) for s in seeds)})"
+    if parts:
+        text += ": " + "; ".join(parts)
+    within = runs.get("within_limits")
+    if within is True:
+        text += "; the mean is within the limits"
+    elif within is False:
+        broken = "; ".join(str(b) for b in runs.get("broken") or ())
+        text += "; the mean breaks a limit" + (f" ({broken})" if broken else "")
+    if runs.get("shipped_seed") is not None:
+        text += f"; the exported model is seed {runs['shipped_seed']}'s"
+    return text
+
+
+def _scores(metrics: dict[str, Any]) -> str:
+    return ", ".join(
+        f"{name} {value:.4f}"
+        for name, value in sorted(metrics.items())
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    )
+
+
+def _changes(changes: dict[str, float], intervals: dict | None) -> str:
+    return ", ".join(
+        f"{change_label(name)} "
+        + change_with_interval(value, (intervals or {}).get(name), unit=" pts")
+        for name, value in sorted(changes.items())
+        if value is not None
+    )
 
 
 def completed_trial_note(
@@ -138,8 +290,19 @@ def completed_trial_note(
     drops: dict[str, float],
     measurement: dict[str, Any],
     constraints: dict[str, float],
+    *,
+    held_out: dict | None = None,
+    intervals: dict | None = None,
+    search_split: dict | None = None,
+    constraint_mode: dict | None = None,
 ) -> str:
     """Markdown for the dashboard's trial note: the pass chain, then the measurements.
+
+    `metrics` and `drops` are the scores the search saw (`search_split`: the validation
+    split), with `intervals` around the drops; `held_out` is the test split scored apart
+    and never used for choosing; `constraint_mode` says what a limit was compared with.
+    Each of these may be None (trials stored before they were recorded): its line is
+    left out or worded without it.
 
     A latency stored as noisy (see `Measurement`) gets a line saying so; measurements
     stored before noise was recorded read as quiet."""
@@ -169,23 +332,52 @@ def completed_trial_note(
             f"attempt(s) (CVs {cvs or 'not recorded'}); something else was using the "
             "machine, so this p50 may not rank the trial against close ones"
         )
-    lines += [
-        f"- model size {measurement['size_bytes'] / 1024:.1f} KB",
-        "- scores on the held-out split: "
-        + ", ".join(f"{name} {value:.4f}" for name, value in sorted(metrics.items())),
-        "- versus the teacher: "
-        + ", ".join(
-            f"{change_label(name)} {100 * value:+.2f} pts" for name, value in sorted(drops.items())
-        ),
-    ]
+    lines += [f"- model size {measurement['size_bytes'] / 1024:.1f} KB", ""]
+    lines += _scores_lines(metrics, drops, intervals, search_split, held_out)
     if constraints:
-        reason = infeasible_reason(constraints)
+        reason = infeasible_reason(constraints, constraint_mode)
         verdict = f"**infeasible**: {reason}" if reason else "feasible"
         limits = ", ".join(
-            f"{constraint_label(name)} {value:+.4f}" for name, value in constraints.items()
+            f"{constraint_label(name, constraint_mode)} {value:+.4f}"
+            for name, value in constraints.items()
         )
-        lines.append(f"- constraints ({limits}; feasible when ≤ 0): {verdict}")
+        judged = constraint_mode_label(constraint_mode)
+        on = f"; judged on the {judged} of each validation change" if judged else ""
+        lines.append(f"- constraints ({limits}; feasible when ≤ 0{on}): {verdict}")
     return "\n".join(lines) + "\n"
+
+
+def _scores_lines(
+    metrics: dict[str, Any],
+    drops: dict[str, float],
+    intervals: dict | None,
+    search_split: dict | None,
+    held_out: dict | None,
+) -> list[str]:
+    """The note's scores: what the search saw, then what was held out from it."""
+    split = split_label(search_split)
+    interval = interval_label(search_split)
+    lines = [
+        f"**Scores** — {CHANGE_CONVENTION}",
+        "",
+        f"- {'**' + split + '**' if split else 'scores'} (what the search, the constraints "
+        "and the selection see): " + _scores(metrics),
+        "- versus the teacher"
+        + (f" [{interval}]" if interval and intervals else "")
+        + ": "
+        + (_changes(drops, intervals) or "—"),
+    ]
+    if held_out:
+        held_interval = interval_label(held_out)
+        lines += [
+            f"- **held out, never used for choosing**: {split_label(held_out) or 'held-out split'}"
+            ": " + (_scores(held_out.get("metrics") or {}) or "—"),
+            "- held out versus the teacher"
+            + (f" [{held_interval}]" if held_interval else "")
+            + ": "
+            + (_changes(held_out.get("changes") or {}, held_out.get("intervals")) or "—"),
+        ]
+    return lines
 
 
 def check_port_free(host: str, port: int) -> None:

@@ -44,6 +44,8 @@ def export_trial(
     study_info: dict[str, Any],
     overwrite: bool = False,
     sign_key: str | Path | None = None,
+    *,
+    selection: dict[str, Any] | None = None,
 ) -> str:
     """Write `trial`'s export to `out`; returns the manifest's own sha256.
 
@@ -51,6 +53,12 @@ def export_trial(
     folder or an autocompress export that verifies; anything else raises `UserError`
     and stays as it was. `sign_key` (an Ed25519 PEM private key, see `autocompress
     keygen`) adds `manifest.sig`, written before the folder appears.
+
+    `metrics.json` says what each number is: `metrics` and the changes are on the split
+    the search saw (`scored_on`, `search_split`), with their `change_intervals`;
+    `held_out` is the test split, never used for choosing; `selection` (policy, trials
+    considered, constraint mode, re-training with seeds) is how this trial was chosen.
+    Trials stored before these were recorded carry None.
     """
     artifacts: dict[str, str] = trial.user_attrs.get("artifacts", {})
     if not artifacts:
@@ -80,8 +88,13 @@ def export_trial(
             "target": loaded.config.target.model_dump(),
         }
         (staging / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        attrs = trial.user_attrs
+        search_split = attrs.get("search_split")
         metrics = {
-            "metrics": trial.user_attrs["metrics"],
+            "metrics": attrs["metrics"],
+            # The split `metrics` and the changes are on: what the search and selection saw.
+            "scored_on": search_split.get("split") if search_split else None,
+            "search_split": search_split,
             "measurement": trial.user_attrs["measurement"],
             "accuracy_drop": trial.user_attrs.get("accuracy_drop"),
             "f1_drop": trial.user_attrs.get("f1_drop"),
@@ -92,6 +105,10 @@ def export_trial(
                 for name, value in trial.user_attrs.items()
                 if name.endswith(("_drop", "_increase"))
             },
+            "change_intervals": attrs.get("change_intervals"),
+            "held_out": attrs.get("held_out"),  # never used for choosing
+            "constraint_mode": attrs.get("constraint_mode"),
+            "selection": selection,
             **_graph_facts(staging / "model.onnx"),
         }
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2))

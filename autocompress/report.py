@@ -25,6 +25,17 @@ from optuna.trial import FrozenTrial, TrialState
 
 from autocompress.atomic import atomic_directory
 from autocompress.baselines import BASELINES_ATTR
+from autocompress.dashboard import (
+    CHANGE_CONVENTION,
+    change_with_interval,
+    confidence_label,
+    constraint_mode_label,
+    interval_label,
+    seed_runs,
+    seeds_summary,
+    short_change_label,
+    split_label,
+)
 from autocompress.errors import UserError
 from autocompress.front import FrontMember, compute_front, feasible_complete_trials, teacher_member
 
@@ -87,7 +98,7 @@ def plot_front(
     axes = figure.add_subplot()
     axes.set_title(title or f"Pareto front of {study.study_name}")
     axes.set_xlabel(_latency_label(trials))
-    axes.set_ylabel(SCORE_LABELS.get(score) or _f1_label(trials))
+    axes.set_ylabel(_score_label(trials, score))
     if not trials:
         axes.text(0.5, 0.5, "no completed trials yet", ha="center", transform=axes.transAxes)
         return figure
@@ -112,6 +123,7 @@ def write_report(
     decision: str | None = None,
     decision_tone: str = "neutral",
     sections: Sequence[tuple[str, str]] = (),
+    selected_trial: int | None = None,
 ) -> ReportFiles:
     """Write `front.png` and a self-contained `report.html` (the PNG embedded) to `out_dir`.
 
@@ -120,6 +132,9 @@ def write_report(
     changed, e.g. the champion kept), `good` (a better model chosen) or `alert` (a
     person should look, e.g. the champion no longer meets the constraints).
     Latencies stored as noisy are marked in the front table and explained below it.
+    "What was measured" says which split the search and the selection saw, the held-out
+    split, the intervals and the constraint mode, and for `selected_trial` (the exported
+    one; default: the challenger) its re-training with several seeds, if recorded.
 
     Both are rendered in memory first, then the folder is swapped in whole, so a reader
     never sees half a report or a page that does not match its plot. `out_dir` belongs
@@ -130,12 +145,13 @@ def write_report(
     out_dir = Path(out_dir)
     _check_replaceable(out_dir)
     marked = _marked(study, champion_trial, challenger_trial)
+    selected = _completed_member(study, selected_trial, "selected trial") or marked.challenger
     png = _png_bytes(
         plot_front(
             study, champion_trial=champion_trial, challenger_trial=challenger_trial, title=title
         )
     )
-    page = _html_page(study, title, png, marked, (decision, decision_tone), sections)
+    page = _html_page(study, title, png, marked, (decision, decision_tone), sections, selected)
     with atomic_directory(out_dir, overwrite=True) as staging:
         (staging / PNG_NAME).write_bytes(png)
         (staging / HTML_NAME).write_text(page, encoding="utf-8")
@@ -159,7 +175,7 @@ def _check_replaceable(out_dir: Path) -> None:
 # --- reading the study -------------------------------------------------------------
 
 
-SCORE_LABELS = {"roc_auc": "ROC AUC (test split)"}
+SCORE_LABELS = {"roc_auc": "ROC AUC (test split)"}  # trials stored before `search_split`
 
 
 def score_key(study: optuna.Study) -> str:
@@ -204,6 +220,14 @@ def _completed_member(study: optuna.Study, number: int | None, role: str) -> Fro
     raise UserError(
         f"study {study.study_name!r} has no completed trial {number} to mark as the {role}"
     )
+
+
+def _score_label(trials: list[FrozenTrial], score: str) -> str:
+    """The y axis: ROC AUC says the split its scores are on (what the search saw)."""
+    split = next((s for t in trials if (s := t.user_attrs.get("search_split")) is not None), None)
+    if score == "roc_auc" and split:
+        return f"ROC AUC ({split_label({'split': split.get('split')})})"
+    return SCORE_LABELS.get(score) or _f1_label(trials)
 
 
 def _f1_label(trials: list[FrozenTrial]) -> str:
@@ -324,6 +348,8 @@ tr.teacher { background: #fff4e5; }
 tr.champion { background: #e9f6e9; font-weight: 600; }
 tr.challenger { background: #f1ecf8; }
 td.noisy { color: #a15c00; }
+td.interval { white-space: nowrap; }
+ul.measured li { margin: .2rem 0; }
 .footnote { color: #555; font-size: .85rem; }
 pre { background: #f6f6f6; padding: .6rem; overflow-x: auto; }
 """
@@ -342,9 +368,11 @@ def _html_page(
     marked: _Marked,
     decision: tuple[str | None, str],
     sections: Sequence[tuple[str, str]],
+    selected: FrontMember | None = None,
 ) -> str:
     e = html.escape
     image = base64.b64encode(png).decode("ascii")
+    front = compute_front(study)
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -360,11 +388,21 @@ def _html_page(
         f'<img src="data:image/png;base64,{image}" alt="{e(f"Pareto plot of {title}")}">',
         f'<p class="meta">Also saved as {PNG_NAME} beside this page.</p>',
         "<h2>Front</h2>",
-        _front_table(compute_front(study), marked),
+        _front_table(
+            front,
+            marked,
+            f"{score_key(study)}_drop",
+            {t.number: t.user_attrs for t in _complete(study)},
+        ),
+        "<h2>What was measured</h2>",
+        _measured(study, selected, len(front)),
     ]
     baselines = study.user_attrs.get(BASELINES_ATTR)
     if baselines:
-        parts += ["<h2>Reference models</h2>", _baselines_table(baselines)]
+        parts += [
+            "<h2>Reference models</h2>",
+            _baselines_table(baselines, _recorded(_complete(study), "search_split")),
+        ]
     for heading, text in sections:
         parts.append(f"<h2>{e(heading)}</h2><pre>{e(text)}</pre>")
     parts.append("</body></html>")
@@ -388,9 +426,18 @@ def _meta(study: optuna.Study) -> str:
     )
 
 
-def _front_table(front: list[FrontMember], marked: _Marked) -> str:
+def _front_table(
+    front: list[FrontMember],
+    marked: _Marked,
+    headline: str = "f1_drop",
+    attrs: dict[int, dict] | None = None,
+) -> str:
     """The front sorted by latency; teacher, champion and challenger always shown, even
-    off the front; noisy latencies marked, with a footnote saying what that means."""
+    off the front; noisy latencies marked, with a footnote saying what that means.
+    Trials that recorded a held-out split add its `headline` change (e.g. `roc_auc_drop`)
+    with its interval, and a footnote says which split each column is on (read from
+    the member, else from its trial's user attributes `attrs`)."""
+    attrs = attrs or {}
     on_front = {m.trial_number for m in front}
     rows = {m.trial_number: m for m in front}
     for member in (marked.teacher, marked.champion, marked.challenger):
@@ -398,13 +445,29 @@ def _front_table(front: list[FrontMember], marked: _Marked) -> str:
             rows.setdefault(member.trial_number, member)
     ordered = sorted(rows.values(), key=lambda m: m.metrics.get("latency_p50_ms") or 0.0)
     credit = any(m.metrics.get("ks") is not None for m in ordered)
+    held_outs = {m.trial_number: _recorded_by(m, "held_out", attrs) for m in ordered}
+    held = next((h for h in held_outs.values() if h), None)
     columns = [*_COLUMNS[:5], *(c for c, _ in _CREDIT_COLUMNS if credit), *_COLUMNS[5:]]
+    if held:
+        level = confidence_label(held.get("confidence"))
+        columns.append(f"held-out {short_change_label(headline)}, pt [{level} CI]")
     header = "".join(
         f'<th class="{"text" if c in _TEXT_COLUMNS else "num"}">{html.escape(c)}</th>'
         for c in columns
     )
-    body = "".join(_front_row(m, marked, m.trial_number in on_front, credit) for m in ordered)
+    body = "".join(
+        _front_row(
+            m,
+            marked,
+            m.trial_number in on_front,
+            credit,
+            (headline, held_outs[m.trial_number]) if held else None,
+        )
+        for m in ordered
+    )
     table = f'<table class="front"><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>'
+    split = next((s for m in ordered if (s := _recorded_by(m, "search_split", attrs))), None)
+    table += _splits_footnote(split, held)
     noisy = [m for m in ordered if m.noisy]
     if not noisy:
         return table
@@ -417,7 +480,43 @@ def _front_table(front: list[FrontMember], marked: _Marked) -> str:
     )
 
 
-def _front_row(member: FrontMember, marked: _Marked, on_front: bool, credit: bool) -> str:
+def _recorded_by(member: FrontMember, key: str, attrs: dict[int, dict]) -> dict | None:
+    """A member's record of `key` (held_out, search_split): its own, else its trial's."""
+    value = member.metrics.get(key) or attrs.get(member.trial_number, {}).get(key)
+    return value if isinstance(value, dict) and value else None
+
+
+def _splits_footnote(split: dict | None, held: dict | None) -> str:
+    """Which split the score columns and the held-out column are on (`` when the trials
+    did not record it)."""
+    if not split and not held:
+        return ""
+    said = []
+    if split:
+        said.append(
+            f"Scores and Δ vs teacher: {split_label(split)}, what the search, the constraints "
+            "and the selection saw."
+        )
+    if held:
+        interval = interval_label(held)
+        said.append(
+            f"Held-out column: {split_label(held)}, never used for choosing; {CHANGE_CONVENTION}"
+            " (Δ vs teacher is student − teacher, the opposite sign)"
+            + (f"; [low, high] = {interval}" if interval else "")
+            + "; — = not recorded."
+        )
+    return f'<p class="footnote splits">{html.escape(" ".join(said))}</p>'
+
+
+def _front_row(
+    member: FrontMember,
+    marked: _Marked,
+    on_front: bool,
+    credit: bool,
+    held_out: tuple[str, dict | None] | None = None,
+) -> str:
+    """One row; `held_out` (the headline change's name and the member's held-out record)
+    adds the held-out column."""
     roles = marked.roles(member)
     role_text = ", ".join(roles) or "front"
     if not on_front:
@@ -437,14 +536,20 @@ def _front_row(member: FrontMember, marked: _Marked, on_front: bool, credit: boo
         (_number(None if m.get("size_bytes") is None else m["size_bytes"] / 1024, ".1f"), "num"),
         (_delta_vs_teacher(member, marked.teacher), "text"),
     ]
+    if held_out is not None:
+        headline, held = held_out[0], held_out[1] or {}
+        change = (held.get("changes") or {}).get(headline)
+        interval = (held.get("intervals") or {}).get(headline)
+        cells.append((change_with_interval(change, interval), "num interval"))
     tds = "".join(f'<td class="{kind}">{html.escape(text)}</td>' for text, kind in cells)
     classes = " ".join(roles) or "member"
     return f'<tr class="{classes}" data-trial="{member.trial_number}">{tds}</tr>'
 
 
-def _baselines_table(baselines: dict[str, dict]) -> str:
+def _baselines_table(baselines: dict[str, dict], search_split: dict | None = None) -> str:
     """What a bank would use instead, fitted on the same split, measured on the same
-    target in the same study as the trials above."""
+    target in the same study as the trials above (said when the trials' scores are on
+    another split than the references')."""
     e = html.escape
     columns = ("model", "AUC", "KS", "Brier", "accuracy", "F1", "p50 ms", "size KB")
     header = "".join(
@@ -464,8 +569,94 @@ def _baselines_table(baselines: dict[str, dict]) -> str:
         f'<table class="front"><thead><tr>{header}</tr></thead><tbody>{"".join(rows)}'
         '</tbody></table><p class="meta">Fitted on the same training split (early '
         "stopping and threshold on the validation split), scored on the same test split "
-        "and timed on the same target, end to end from raw columns.</p>"
+        f"and timed on the same target, end to end from raw columns.{_other_split(search_split)}"
+        "</p>"
     )
+
+
+def _other_split(search_split: dict | None) -> str:
+    """Warn that the front's score columns are not on the references' test split."""
+    if not search_split or search_split.get("split") == "test":
+        return ""
+    return html.escape(
+        f" The front's score columns are on the {split_label(search_split)}: compare these "
+        "with its held-out column, not with its score columns."
+    )
+
+
+def _complete(study: optuna.Study) -> list[FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+def _recorded(trials: list[FrozenTrial], key: str, first: int | None = None) -> dict | None:
+    """The trials' record of `key` (search_split, held_out, constraint_mode): trial
+    `first`'s if it has one, else the first student's, else the teacher's."""
+    ordered = sorted(
+        trials, key=lambda t: (t.number != first, t.user_attrs.get("role") == "teacher")
+    )
+    return next((v for t in ordered if isinstance(v := t.user_attrs.get(key), dict) and v), None)
+
+
+def _measured(study: optuna.Study, selected: FrontMember | None, on_front: int) -> str:
+    """What the numbers above are: the split the search and the selection saw, the
+    held-out split, the intervals, the constraint mode, how many trials the selection
+    was made among, and the selected trial's re-training with several seeds."""
+    e = html.escape
+    trials = _complete(study)
+    first = selected.trial_number if selected is not None else None
+    split = _recorded(trials, "search_split", first)
+    held = _recorded(trials, "held_out", first)
+    mode = _recorded(trials, "constraint_mode", first)
+    scored = sum(bool(t.user_attrs.get("held_out")) for t in trials)
+    not_recorded = "not recorded (trials stored before it was)"
+    items = [
+        (
+            f"Search and selection: {split_label(split)}; the objectives, the constraints "
+            "and the selection saw only these scores."
+            if split
+            else f"Search and selection: the split is {not_recorded}."
+        ),
+        (
+            f"Held out: {split_label(held)}, scored for {scored} of the {len(trials)} "
+            "completed trials and never used for choosing."
+            if held
+            else f"Held out: {not_recorded}."
+        ),
+        (
+            f"Intervals: {interval_label(held or split)} (the same resampled rows for the "
+            "student and the teacher) around every change versus the teacher; "
+            f"{CHANGE_CONVENTION}."
+            if interval_label(held or split)
+            else f"Intervals: {not_recorded}."
+        ),
+        (
+            f"Constraints: judged on the {constraint_mode_label(mode)} of each change on the "
+            f"{split_label(split) if split else 'search split'}."
+            if mode
+            else f"Constraints: the mode is {not_recorded}; such trials compared the point "
+            "estimate with each limit."
+        ),
+        f"Selection made among {len(trials)} completed trial(s) "
+        f"({len(feasible_complete_trials(study))} feasible, {on_front} on the front).",
+        *_seeds_items(study, selected),
+    ]
+    return '<ul class="measured">' + "".join(f"<li>{e(item)}</li>" for item in items) + "</ul>"
+
+
+def _seeds_items(study: optuna.Study, selected: FrontMember | None) -> list[str]:
+    """The selected trial re-trained with several seeds (or, with no selection named,
+    every finalist that was)."""
+    runs = seed_runs(study.user_attrs)
+    names = [f"{score_key(study)}_drop"]
+    if selected is None:
+        return [
+            f"Trial {number} (finalist) re-trained with {seeds_summary(record, names)}."
+            for number, record in sorted(runs.items())
+        ]
+    number = selected.trial_number
+    if number not in runs:
+        return [f"Trial {number} (selected): not re-trained with more seeds (none recorded)."]
+    return [f"Trial {number} (selected) re-trained with {seeds_summary(runs[number], names)}."]
 
 
 def _delta_vs_teacher(member: FrontMember, teacher: FrontMember | None) -> str:

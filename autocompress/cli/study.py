@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -26,6 +27,18 @@ from autocompress.cli._common import (
     user_errors,
 )
 from autocompress.config import load_study_config
+from autocompress.dashboard import (
+    CHANGE_CONVENTION,
+    SPLIT_NAMES,
+    change_with_interval,
+    confidence_label,
+    constraint_mode_label,
+    headline_changes,
+    interval_label,
+    seeds_summary,
+    short_change_label,
+    split_label,
+)
 from autocompress.select import policy_choices
 
 if TYPE_CHECKING:
@@ -231,24 +244,114 @@ def _score(value: float | None) -> str:
     return "—" if value is None else f"{value:.4f}"
 
 
+def _first(rows: list[FrontMember], key: str) -> dict | None:
+    """The first record of `key` (search_split, held_out…) among the rows, students first."""
+    for member in sorted(rows, key=lambda m: m.is_teacher):
+        value = member.metrics.get(key)
+        if isinstance(value, dict) and value:
+            return value
+    return None
+
+
+def _held_out_cell(member: FrontMember, name: str) -> str:
+    """The held-out change `name` with its interval, in points; `—` when not recorded."""
+    held = member.metrics.get("held_out") or {}
+    return change_with_interval(
+        (held.get("changes") or {}).get(name), (held.get("intervals") or {}).get(name)
+    )
+
+
+def _measured_captions(
+    rows: list[FrontMember], scores: list[str], seeds: dict[int, dict], credit: bool
+) -> tuple[list[str], list[tuple[str, Callable[[FrontMember], str]]]]:
+    """What the score columns were measured on, the held-out columns and their caption,
+    the constraint mode, and the finalists re-trained with several seeds."""
+    split, held = _first(rows, "search_split"), _first(rows, "held_out")
+    mode = _first(rows, "constraint_mode")
+    captions, columns = [], []
+    if split:
+        captions.append(
+            f"{', '.join(scores)} = scores on the {split_label(split)}: what the search, "
+            "the constraints and the selection saw"
+        )
+    level = confidence_label((held or split or {}).get("confidence"))
+    if held:
+        columns += [
+            (f"test {short_change_label(name)}\n[{level} CI]", partial(_held_out_cell, name=name))
+            for name in headline_changes(credit)
+        ]
+        interval = interval_label(held)
+        captions.append(
+            f"test … [{level} CI] = the change versus the teacher on the {split_label(held)}, "
+            "held out: never used for choosing"
+            + (f"; [low, high] = {interval}" if interval else "")
+            + f"; {CHANGE_CONVENTION}; — = not recorded (stored before held-out scoring)"
+        )
+    if mode:
+        captions.append(
+            f"constraints judged on the {constraint_mode_label(mode)} of each validation change"
+        )
+    for member in sorted(rows, key=lambda m: m.trial_number):
+        if member.trial_number in seeds:
+            names = headline_changes(credit)[:1]
+            captions.append(
+                f"trial {member.trial_number} re-trained with "
+                + seeds_summary(seeds[member.trial_number], names)
+            )
+    return [escape(c) for c in captions], columns
+
+
+def _reference_caption(split: dict | None, baselines: dict[str, dict]) -> str:
+    """What the reference rows are, and on which split they were scored when that is not
+    the split of the rows above (baselines record it as `split`; before, always test)."""
+    caption = (
+        "(reference) = a model a bank would use instead, fitted on the same training "
+        "split and measured on the same target in this study"
+    )
+    if not split:
+        return caption
+    scored_on = {str(b.get("split", "test")) for b in baselines.values()}
+    if scored_on == {str(split.get("split"))}:
+        return caption
+    named = " and ".join(SPLIT_NAMES.get(s, s) for s in sorted(scored_on))
+    return caption + (
+        f"; scored on the {named} split, not on the rows' {split_label(split)}: "
+        "compare them with the test column, not with the score columns"
+    )
+
+
 def print_front(
     members: list[FrontMember],
     teacher: FrontMember | None,
     title: str,
     baselines: dict[str, dict] | None = None,
+    *,
+    seeds: dict[int, dict] | None = None,
 ) -> None:
     """The front sorted by latency; the teacher is always shown, marked when dominated;
     `baselines` (reference models on the same split and target) are rows below it.
-    A latency that stayed noisy after re-measuring is marked `*` and explained below."""
+    A latency that stayed noisy after re-measuring is marked `*` and explained below.
+
+    The score columns are what the search saw (the validation split); trials that
+    recorded it add the headline change versus the teacher on the held-out test split,
+    with its interval. `seeds` (by trial number, as
+    `dashboard.seed_runs(study.user_attrs)` reads them) summarises the finalists
+    re-trained with several seeds."""
     noisy_mark = "*"
     on_front = {m.trial_number for m in members}
     rows = list(members)
     if teacher is not None and teacher.trial_number not in on_front:
         rows.append(teacher)
-    captions = [
+    # Credit studies score ranking and calibration too: AUC, KS, Brier and the threshold.
+    credit = any("ks" in m.metrics or "brier" in m.metrics for m in rows)
+    scores = CREDIT_COLUMNS if credit else {"roc_auc": "roc_auc"}
+    captions, measured = _measured_captions(
+        rows, ["accuracy", "f1", *scores.values()], seeds or {}, credit
+    )
+    captions.append(
         "(teacher, dominated) = the uncompressed baseline, "
         "not on the front because another trial beats it on every objective"
-    ]
+    )
     noisy = sorted((m for m in rows if m.noisy), key=lambda m: m.trial_number)
     if noisy:
         captions.append(
@@ -258,21 +361,24 @@ def print_front(
             + "; ".join(f"trial {m.trial_number}: {m.noise_note()}" for m in noisy)
         )
     table = Table(title=title, caption="\n".join(captions))
-    # Credit studies score ranking and calibration too: AUC, KS, Brier and the threshold.
-    credit = any("ks" in m.metrics or "brier" in m.metrics for m in rows)
-    scores = CREDIT_COLUMNS if credit else {"roc_auc": "roc_auc"}
+    intervals = {heading for heading, _ in measured}
     for column in (
         "trial",
         "recipe",
         "accuracy",
         "f1",
         *scores.values(),
+        *(heading for heading, _ in measured),
         "p50 ms",
         "p90 ms",
         "size KB",
         "params",
     ):
-        table.add_column(column, justify="left" if column == "recipe" else "right")
+        table.add_column(
+            escape(column),
+            justify="left" if column == "recipe" else "right",
+            no_wrap=column in intervals,  # `+1.23 [-1.01, +3.52]` reads only on one line
+        )
     for member in sorted(rows, key=lambda m: m.metrics.get("latency_p50_ms") or 0.0):
         m = member.metrics
         name = str(member.trial_number)
@@ -285,6 +391,7 @@ def print_front(
             f"{m['accuracy']:.4f}",
             f"{m['f1']:.4f}",
             *(_score(m.get(key)) for key in scores),
+            *(escape(cell(member)) for _, cell in measured),
             f"{m['latency_p50_ms']:.3f}{mark}",
             f"{m['latency_p90_ms']:.3f}{mark}",
             f"{(m['size_bytes'] or 0) / 1024:.1f}",
@@ -292,23 +399,21 @@ def print_front(
         )
     if baselines:
         table.add_section()
-        captions.append(
-            "(reference) = a model a bank would use instead, fitted on the same training "
-            "split and measured on the same target in this study"
-        )
+        captions.append(_reference_caption(_first(rows, "search_split"), baselines))
         table.caption = "\n".join(captions)
     for name, baseline in (baselines or {}).items():
-        m, measured = baseline["metrics"], baseline["measurement"]
-        mark = f" {noisy_mark}" if measured.get("noisy") else ""
+        m, measured_on = baseline["metrics"], baseline["measurement"]
+        mark = f" {noisy_mark}" if measured_on.get("noisy") else ""
         table.add_row(
             f"{name} (reference)",
             "",
             f"{m['accuracy']:.4f}",
             f"{m['f1']:.4f}",
             *(_score(m.get(key)) for key in scores),
-            f"{measured['latency_p50_ms']:.3f}{mark}",
-            f"{measured['latency_p90_ms']:.3f}{mark}",
-            f"{measured['size_bytes'] / 1024:.1f}",
+            *("" for _ in measured),
+            f"{measured_on['latency_p50_ms']:.3f}{mark}",
+            f"{measured_on['latency_p90_ms']:.3f}{mark}",
+            f"{measured_on['size_bytes'] / 1024:.1f}",
             "",
         )
     console.print(table)
