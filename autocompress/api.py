@@ -12,22 +12,28 @@ import logging
 import tempfile
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import optuna
 import torch
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
 from autocompress.artifacts import AtomicArtifactStore
+from autocompress.atomic import check_replaceable
 from autocompress.baselines import BASELINES_ATTR
 from autocompress.baselines.study import describe_baselines
-from autocompress.config import LoadedStudy, load_study_config
+from autocompress.changes import HELD_OUT_SPLIT, SEARCH_SPLIT, Judgement, TeacherComparison
+from autocompress.config import LoadedStudy, StudyConfig, load_study_config
+from autocompress.dashboard import seed_runs
 from autocompress.errors import StorageUnavailable, TrialAborted, UserError
 from autocompress.export import export_trial
+from autocompress.finalists import Retrain, train_seeds
 from autocompress.front import FrontMember, compute_front, teacher_member
+from autocompress.manifest import export_refusal
+from autocompress.pipeline import SCORED_SPLITS
 from autocompress.recipe import Recipe
 from autocompress.search import (
     FrontSnapshots,
@@ -38,7 +44,7 @@ from autocompress.search import (
     directions,
     enqueue_first_trials,
 )
-from autocompress.select import select
+from autocompress.select import ranked, select
 from autocompress.store import (
     Store,
     check_reachable,
@@ -50,6 +56,9 @@ from autocompress.store.resilience import describe, is_disk_full, is_transient
 from autocompress.store.setup_lock import setup_lock
 from autocompress.targets import Target, build_target, fingerprint_id
 from autocompress.tasks import Task, build_task
+
+if TYPE_CHECKING:
+    from autocompress.report import ReportFiles
 
 IDENTITY_ATTR = "autocompress:identity"
 TEACHER_ATTR = "autocompress:teacher"
@@ -65,6 +74,9 @@ class StudyResult:
 
     study: optuna.Study
     loaded: LoadedStudy
+    # The run's trainer, kept so that an export right after the run re-trains finalists
+    # without loading the task and teacher again.
+    objective: Objective | None = field(default=None, repr=False)
 
     @property
     def front(self) -> list[FrontMember]:
@@ -86,8 +98,16 @@ class StudyResult:
         policy: str | None = None,
         overwrite: bool = False,
         sign_key: str | Path | None = None,
+        seeds: int | None = None,
     ) -> Path:
-        return export_selected(self.study, self.loaded, out, policy, overwrite, sign_key)
+        return export_selected(
+            self.study, self.loaded, out, policy, overwrite, sign_key, self.objective, seeds
+        )
+
+    @property
+    def seeds(self) -> dict[int, dict]:
+        """Finalists trained again with more seeds before export, by trial number."""
+        return seed_runs(self.study.user_attrs)
 
 
 class StoredFront(NamedTuple):
@@ -96,6 +116,7 @@ class StoredFront(NamedTuple):
     members: list[FrontMember]
     teacher: FrontMember | None
     baselines: dict[str, dict]
+    seeds: dict[int, dict]  # finalists trained again with more seeds, by trial number
 
 
 def run_study(
@@ -154,13 +175,14 @@ def run_study(
     )
     try:
         teacher = task.teacher(config.artifacts_path / "teachers")
-        teacher_metrics = _describe_teacher(study, task, teacher, target)["metrics"]
+        comparison = compare_with_teacher(study, config, task, teacher, target)
         describe_baselines(
             study,
             task,
             target,
             config.artifacts_path / "baselines" / config.study_name,
             list(getattr(config.task, "baselines", [])),
+            comparison,
         )
     except Exception as error:  # OSError, or a library's own error around ENOSPC
         if not is_disk_full(error):
@@ -170,7 +192,7 @@ def run_study(
             f"disk full while preparing the teacher ({describe(error)}); "
             "nothing was cached. Free space there and run the same command again"
         ) from None
-    objective = Objective(loaded, task, teacher, target, teacher_metrics, artifact_store(loaded))
+    objective = Objective(loaded, task, teacher, target, comparison, artifact_store(loaded))
     try:
         study.optimize(
             objective,
@@ -200,7 +222,7 @@ def run_study(
         ) from None
     finally:
         store.close()
-    return StudyResult(study=study, loaded=loaded)
+    return StudyResult(study=study, loaded=loaded, objective=objective)
 
 
 def load_result(
@@ -229,6 +251,7 @@ def stored_front(
         [FrontMember(**member) for member in snapshot.members],
         teacher_member(study),
         study.user_attrs.get(BASELINES_ATTR, {}),
+        seed_runs(study.user_attrs),
     )
 
 
@@ -239,15 +262,71 @@ def export_selected(
     policy: str | None = None,
     overwrite: bool = False,
     sign_key: str | Path | None = None,
+    objective: Objective | None = None,
+    seeds: int | None = None,
 ) -> Path:
-    """Pick a trial by policy and write its export folder; the export is recorded.
-    With `sign_key` (an Ed25519 private key) the manifest is signed before the folder
+    """Pick a trial by policy, train its recipe with the study's `export.seeds` seeds,
+    and write its export folder; the export is recorded.
+
+    The policy's first candidate whose validation changes hold every limit on average
+    over the seeds is exported; one that does not is passed over for the next, up to
+    `export.finalists` candidates. When none holds, the first is exported marked as not
+    within the limits across seeds (and a warning says so). `objective` trains the
+    seeds (built from the study file and the cached teacher when not given). With
+    `sign_key` (an Ed25519 private key) the manifest is signed before the folder
     appears (`manifest.sig`)."""
     config = loaded.config
     policy = policy or config.export.policy
-    member = select(compute_front(study), policy, study, config.export.latency_budget_ms)
-    trial = next(t for t in study.get_trials(deepcopy=False) if t.number == member.trial_number)
+    front = compute_front(study)
+    select(front, policy, study, config.export.latency_budget_ms)  # logs a noise warning
+    candidates = ranked(front, policy, study, config.export.latency_budget_ms)
     out_path = Path(out) if out is not None else Path(config.export.dir) / config.study_name
+    check_replaceable(out_path, overwrite, export_refusal)  # before any seed is trained
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    trainer = _Trainer(study, loaded, objective)
+    passed_over = []
+    chosen = None
+    for member in candidates[: config.export.finalists]:
+        trial = trials[member.trial_number]
+        found = train_seeds(
+            study,
+            trial,
+            seeds or config.export.seeds,
+            trainer.first_seed,
+            config.constraints,
+            trainer.retrain,
+        )
+        if found["within_limits"]:
+            chosen = (trial, found)
+            break
+        passed_over.append({"trial_number": trial.number, "broken": found["broken"]})
+        logger.warning(
+            "trial %d passed over: across %d seeds %s",
+            trial.number,
+            len(found["seeds"]),
+            "; ".join(found["broken"]),
+        )
+        chosen = chosen or (trial, found)
+    assert chosen is not None  # `ranked` never returns an empty list
+    trial, judged = chosen
+    if not judged["within_limits"]:
+        logger.warning(
+            "no candidate of %s holds the limits on average over %d seeds; exporting trial "
+            "%d marked as not within them",
+            policy,
+            len(judged["seeds"]),
+            trial.number,
+        )
+    counts = study._storage.get_n_trials(study._study_id, state=TrialState.COMPLETE)
+    selection = {
+        "policy": policy,
+        "trials_considered": counts,
+        "scored_on": (trial.user_attrs.get("search_split") or {}).get("split", SEARCH_SPLIT),
+        "constraint_mode": trial.user_attrs.get("constraint_mode"),
+        "seeds": judged,
+        "passed_over": passed_over,
+        "within_limits_across_seeds": judged["within_limits"],
+    }
     digest = export_trial(
         trial,
         loaded,
@@ -261,6 +340,7 @@ def export_selected(
         },
         overwrite=overwrite,
         sign_key=sign_key,
+        selection=selection,
     )
     store = Store(config.storage_url)
     try:
@@ -268,6 +348,68 @@ def export_selected(
     finally:
         store.close()
     return out_path
+
+
+class _Trainer:
+    """Trains finalists' seeds with the run's objective, or with one built on first use
+    from the study file and the cached teacher (an `export` long after the run)."""
+
+    def __init__(self, study: optuna.Study, loaded: LoadedStudy, objective: Objective | None):
+        self.study = study
+        self.loaded = loaded
+        self.objective = objective
+
+    @property
+    def first_seed(self) -> int:
+        """The seed every trial of the search trained with (the task's, its data seed)."""
+        return self.loaded.config.task.data.seed
+
+    def retrain(self) -> Retrain:
+        if self.objective is None:
+            self.objective = self._build()
+        objective = self.objective
+
+        def train(recipe: Recipe, seed: int) -> Judgement:
+            with tempfile.TemporaryDirectory(prefix="autocompress-seed-") as workdir:
+                return objective.train_and_judge(recipe, Path(workdir), seed)[1]
+
+        return train
+
+    def _build(self) -> Objective:
+        config = self.loaded.config
+        torch.set_num_threads(config.workers.torch_threads)
+        task = build_task(config)
+        target = build_target(config)
+        teacher = task.teacher(config.artifacts_path / "teachers")
+        comparison = compare_with_teacher(self.study, config, task, teacher, target)
+        return Objective(
+            self.loaded, task, teacher, target, comparison, artifact_store(self.loaded)
+        )
+
+
+def write_study_report(
+    study: optuna.Study, loaded: LoadedStudy, out: str | Path | None = None
+) -> ReportFiles:
+    """The study's HTML report and front plot (default folder: `runs/reports/<study>`,
+    beside the exports): the front with its held-out intervals, and what was measured
+    (splits, intervals, constraint mode, trials, the last export's seeds)."""
+    from autocompress.report import write_report  # matplotlib: only when a report is asked
+
+    config = loaded.config
+    folder = Path(out) if out is not None else Path(config.export.dir).parent / "reports"
+    store = Store(config.storage_url)
+    try:
+        exports = store.exports(study.study_name)
+    finally:
+        store.close()
+    selected = exports[-1].trial_number if exports else None
+    return write_report(
+        study,
+        folder / study.study_name if out is None else folder,
+        title=f"{study.study_name}: front and what was measured",
+        challenger_trial=selected,
+        selected_trial=selected,
+    )
 
 
 def artifact_store(loaded: LoadedStudy) -> AtomicArtifactStore:
@@ -396,21 +538,38 @@ def _load_existing(loaded: LoadedStudy) -> optuna.Study:
         ) from None
 
 
-def _describe_teacher(study: optuna.Study, task: Task, teacher: nn.Module, target: Target) -> dict:
-    """Teacher facts kept with the study: its FP32 test scores on the target (the
-    reference for the accuracy-drop limit), its shape and its cache key (for
-    rebuilding students)."""
-    stored = study.user_attrs.get(TEACHER_ATTR)
-    if stored is not None:
-        return stored
+def compare_with_teacher(
+    study: optuna.Study, config: StudyConfig, task: Task, teacher: nn.Module, target: Target
+) -> TeacherComparison:
+    """What every student is judged against: the teacher run on the target like any
+    student, its predictions on the validation and test splits. Its scores, shape and
+    cache key are kept with the study (for reports and rebuilding students).
+
+    A study whose stored teacher scores came from the test split (made before the search
+    moved to the validation split) is refused: its trials were chosen on the test split.
+    """
     with tempfile.TemporaryDirectory(prefix="autocompress-teacher-") as workdir:
         model = target.materialize(task, teacher, Recipe(), Path(workdir))
-        metrics = task.evaluate(model.runnable, "test")
-    info = {
-        "accuracy": metrics["accuracy"],
-        "metrics": metrics,
-        "fingerprint": task.fingerprint(),
-        "spec": task.model_spec(teacher),
-    }
-    study.set_user_attr(TEACHER_ATTR, info)
-    return info
+        predictions = {split: task.predict(model.runnable, split) for split in SCORED_SPLITS}
+    comparison = TeacherComparison(config, task, predictions)
+    stored = study.user_attrs.get(TEACHER_ATTR)
+    if stored is not None and "test_metrics" not in stored:
+        raise UserError(
+            f"study {study.study_name!r} was made by an older autocompress that scored and "
+            "chose its trials on the test split; they are not comparable with trials "
+            "scored on the validation split. Use --study-name for a new study"
+        )
+    if stored is None:
+        valid = comparison.teacher_metrics[SEARCH_SPLIT]
+        study.set_user_attr(
+            TEACHER_ATTR,
+            {
+                "accuracy": valid["accuracy"],
+                "metrics": valid,
+                "test_metrics": comparison.teacher_metrics[HELD_OUT_SPLIT],
+                "rows": comparison.rows,
+                "fingerprint": task.fingerprint(),
+                "spec": task.model_spec(teacher),
+            },
+        )
+    return comparison

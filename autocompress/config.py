@@ -173,7 +173,9 @@ class TextDataConfig(_Strict):
     deduplicate: bool = True
     max_train_rows: Annotated[int, Field(ge=20)] | None = None
     test_size: Fraction = 0.2
-    valid_size: Fraction = 0.1
+    # The search and the selection judge students here: 0.2 so that, on a few thousand
+    # sentences, a 1-point change is not lost in the split's own noise.
+    valid_size: Fraction = 0.2
     seed: int = 0
 
 
@@ -233,7 +235,12 @@ CONSTRAINT_LIMITS = {
 
 class ConstraintsConfig(_Strict):
     """Limits versus the teacher; a trial beyond any of them is infeasible (never on the front).
-    Drops are teacher − student, increases student − teacher, on the test split."""
+    Drops are teacher − student, increases student − teacher, on the validation split
+    (the test split is held out: reported, never used for choosing).
+
+    `confidence` (e.g. 0.95) switches from the point estimate to the upper bound of the
+    change's paired bootstrap interval at that level: a student is feasible only when it
+    is within the limit with that confidence. Leave it out for the point estimate."""
 
     max_accuracy_drop: Annotated[float, Field(ge=0.0, le=1.0)] | None = 0.02
     max_f1_drop: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
@@ -242,6 +249,7 @@ class ConstraintsConfig(_Strict):
     max_ks_drop: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
     max_brier_increase: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
     max_ece_increase: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    confidence: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
 
     def limits(self) -> list[tuple[str, str, float, str]]:
         """(key, metric, limit, "drop" | "increase") for every limit the study sets."""
@@ -300,10 +308,26 @@ class SamplerConfig(_Strict):
     seed: int | None = 0
 
 
+class IntervalsConfig(_Strict):
+    """How every change versus the teacher is given its uncertainty: a paired bootstrap
+    (the same resampled rows for teacher and student, each class resampled within
+    itself) with `resamples` resamples from `seed`, percentile interval at `confidence`."""
+
+    confidence: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.95
+    resamples: Annotated[int, Field(ge=100)] = 1000
+    seed: int = 0
+
+
 class ExportConfig(_Strict):
     policy: str = "fastest"
     latency_budget_ms: Annotated[float, Field(gt=0.0)] | None = None
     dir: str = str(DEFAULT_RUNS_DIR / "exports")
+    # Before export the selected recipe is trained again until it has been trained with
+    # `seeds` seeds in all (1: only the search's own training). Its scores are reported as
+    # mean ± sd over them; a recipe whose mean breaks a limit is not exported as within
+    # it: the next candidate of the policy is tried, up to `finalists` candidates.
+    seeds: Annotated[int, Field(ge=1)] = 3
+    finalists: Annotated[int, Field(ge=1)] = 3
 
 
 class WorkersConfig(_Strict):
@@ -339,6 +363,7 @@ class StudyConfig(_Strict):
     sampler: SamplerConfig = SamplerConfig()
     cost_control: CostControlConfig = CostControlConfig()
     export: ExportConfig = ExportConfig()
+    intervals: IntervalsConfig = IntervalsConfig()
     workers: WorkersConfig = WorkersConfig()
     # Known-good recipes (e.g. a hand recipe) tried right after the teacher: warm start.
     warm_start: list[dict[str, Any]] = []

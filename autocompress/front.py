@@ -16,7 +16,8 @@ TEACHER_ROLE = "teacher"
 
 @dataclass(frozen=True)
 class FrontMember:
-    """One trial on the front: its params and every metric it recorded."""
+    """One trial on the front: its params and every metric it recorded (scores of the
+    validation split; the held-out test split's under `metrics["held_out"]`)."""
 
     trial_number: int
     params: dict[str, Any]
@@ -70,6 +71,12 @@ class FrontMember:
             "num_parameters": attrs.get("num_parameters"),
             "recipe": attrs.get("recipe_summary"),
             "role": attrs.get("role"),
+            # Scores above are the validation split's (what chose it); the held-out test
+            # split's, with paired bootstrap intervals, only ever reported from here.
+            "change_intervals": attrs.get("change_intervals"),
+            "search_split": attrs.get("search_split"),
+            "held_out": attrs.get("held_out"),
+            "constraint_mode": attrs.get("constraint_mode"),
         }
         return cls(trial_number=trial.number, params=dict(trial.params), metrics=metrics)
 

@@ -60,7 +60,7 @@ class Today:
     """Both contenders measured here and now, on the machine and runtime named."""
 
     contenders: dict[str, Contender]
-    n_test: int
+    n_rows: int
     machine_id: str
 
 
@@ -89,7 +89,7 @@ def decide(
     policy: str,
     challenger: Contender,
     champion: Contender | None,
-    n_test: int,
+    n_rows: int,
     latency_budget_ms: float | None = None,
 ) -> Decision:
     """Replace only when the challenger is better by the policy beyond noise.
@@ -97,7 +97,8 @@ def decide(
     Latency noise (`fastest`): the two candidates' per-round p50s must not overlap
     (every round of the challenger faster than every round of the champion). Score
     noise (`best:<metric>`, `most_accurate` = `best:accuracy`): better in the metric's
-    direction by at least 1/n_test, which for accuracy is one more correct test example.
+    direction by at least 1/n_rows, which for accuracy is one more correct validation
+    example (the test split is held out: nightly decisions never read it).
     """
     parsed = parse_policy(policy, "export.policy")
     if not parsed.ranks:
@@ -114,7 +115,7 @@ def decide(
     if parsed.kind == "best":
         if latency_budget_ms is not None and challenger.p50 > latency_budget_ms:
             return Decision(False, f"the challenger is over the {latency_budget_ms} ms budget")
-        return _better_score(parsed.metric, parsed.direction, challenger, champion, n_test)
+        return _better_score(parsed.metric, parsed.direction, challenger, champion, n_rows)
     slower, faster = max(challenger.p50_rounds), min(champion.p50_rounds)
     gain = 1 - challenger.p50 / champion.p50
     if slower < faster:
@@ -134,23 +135,23 @@ def decide(
 
 
 def _better_score(
-    metric: str, direction: str, challenger: Contender, champion: Contender, n_test: int
+    metric: str, direction: str, challenger: Contender, champion: Contender, n_rows: int
 ) -> Decision:
-    """Whether the challenger's `metric` beats the champion's by at least 1/n_test."""
+    """Whether the challenger's `metric` beats the champion's by at least 1/n_rows."""
     new, old = challenger.metrics.get(metric, math.nan), champion.metrics.get(metric, math.nan)
     scores = f"challenger {metric} {new:.4f} vs champion {old:.4f}"
     margin = (new - old) if direction == "maximize" else (old - new)
     if math.isnan(margin):
         return Decision(False, f"{scores}: not comparable (a score is undefined)")
     if metric == "accuracy":  # in test examples, as people count them
-        if margin * n_test >= 1 - 1e-9:
-            return Decision(True, f"{scores} (+{margin * n_test:.0f} of {n_test} test examples)")
+        if margin * n_rows >= 1 - 1e-9:
+            return Decision(True, f"{scores} (+{margin * n_rows:.0f} of {n_rows} test examples)")
         return Decision(False, f"{scores}: not better by a single test example")
     better = "higher" if direction == "maximize" else "lower"
-    if margin * n_test >= 1 - 1e-9:
-        return Decision(True, f"{scores} ({better} by {margin:.4f} ≥ 1/{n_test} test rows)")
+    if margin * n_rows >= 1 - 1e-9:
+        return Decision(True, f"{scores} ({better} by {margin:.4f} ≥ 1/{n_rows} test rows)")
     return Decision(
-        False, f"{scores}: not {better} by at least 1/{n_test} ({1 / n_test:.4f}, one test row)"
+        False, f"{scores}: not {better} by at least 1/{n_rows} ({1 / n_rows:.4f}, one test row)"
     )
 
 
@@ -277,7 +278,7 @@ def _decide_and_record(
         config.export.policy,
         today.contenders["challenger"],
         today.contenders.get("champion"),
-        today.n_test,
+        today.n_rows,
         config.export.latency_budget_ms,
     )
     successor = challenger_version if decision.replace else champion
@@ -328,7 +329,7 @@ def _measure_today(
     both exported models run in this process, in alternating rounds.
     """
     from autocompress.api import TEACHER_ATTR
-    from autocompress.search import drops_and_constraints
+    from autocompress.changes import SEARCH_SPLIT, drops_and_constraints
     from autocompress.targets import OnnxRuntimeTarget, build_target, fingerprint_id
     from autocompress.targets.measurement import interleaved_rounds
     from autocompress.tasks import build_task
@@ -348,7 +349,7 @@ def _measure_today(
     )
     contenders = {}
     for name, session in sessions.items():
-        metrics = task.evaluate(session, "test")
+        metrics = task.evaluate(session, SEARCH_SPLIT)
         contenders[name] = Contender(
             name=name,
             metrics=metrics,
@@ -358,7 +359,7 @@ def _measure_today(
             ),
             p50_rounds=p50s[name],
         )
-    return Today(contenders, len(task.labels("test")), fingerprint_id(target.fingerprint()))
+    return Today(contenders, len(task.labels(SEARCH_SPLIT)), fingerprint_id(target.fingerprint()))
 
 
 def _champion_trial(study: optuna.Study, champion_recipe: dict[str, Any] | None) -> int | None:
@@ -385,7 +386,7 @@ def _report_sections(
     for name, contender in today.contenders.items():
         rounds = ", ".join(f"{v:.4f}" for v in contender.p50_rounds)
         lines.append(
-            f"{name}: accuracy {contender.metrics['accuracy']:.4f}, f1 "
+            f"{name}: validation accuracy {contender.metrics['accuracy']:.4f}, f1 "
             f"{contender.metrics['f1']:.4f}, feasible {contender.feasible}, p50 "
             f"{contender.p50:.4f} ms (round p50s: {rounds})"
         )

@@ -17,6 +17,10 @@ from autocompress.passes import TORCH_PASSES, PassContext
 from autocompress.recipe import Recipe
 from autocompress.targets import Measurement, Target
 from autocompress.tasks import Task
+from autocompress.tasks.metrics import Predictions
+
+# The search sees the first; the second is held out and only reported.
+SCORED_SPLITS = ("valid", "test")
 
 
 @dataclass(frozen=True)
@@ -24,7 +28,9 @@ class Evaluation:
     """What one recipe produced: files in a folder, scores, and its latency on the target."""
 
     recipe: Recipe
-    metrics: dict[str, float]
+    # Its output on every row of the validation and test splits: scored, and compared
+    # with the teacher's, by `changes.TeacherComparison`.
+    predictions: dict[str, Predictions]
     measurement: Measurement
     student_spec: dict
     num_parameters: int
@@ -56,7 +62,7 @@ def evaluate_recipe(
     on_epoch: Callable[[int, float], None] | None = None,
 ) -> Evaluation:
     """Compress, make the student runnable on the target (its files in `folder`),
-    measure it there and score it on the test split.
+    measure it there and predict the validation and test splits.
 
     Raises `Unsupported` when the target cannot run the recipe.
     """
@@ -64,11 +70,11 @@ def evaluate_recipe(
     student = build_student(task, teacher, recipe, seed, on_epoch)
     model = target.materialize(task, student, recipe, folder)
     measurement = target.measure(model.runnable, task.measurement_feed(target.config.batch_size))
-    metrics = task.evaluate(model.runnable, "test")
+    predictions = {split: task.predict(model.runnable, split) for split in SCORED_SPLITS}
     extras = task.write_extras(folder)
     return Evaluation(
         recipe=recipe,
-        metrics=metrics,
+        predictions=predictions,
         measurement=measurement,
         student_spec=task.model_spec(student),
         num_parameters=sum(p.numel() for p in student.parameters()),

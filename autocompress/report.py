@@ -568,15 +568,18 @@ def _baselines_table(baselines: dict[str, dict], search_split: dict | None = Non
     return (
         f'<table class="front"><thead><tr>{header}</tr></thead><tbody>{"".join(rows)}'
         '</tbody></table><p class="meta">Fitted on the same training split (early '
-        "stopping and threshold on the validation split), scored on the same test split "
-        f"and timed on the same target, end to end from raw columns.{_other_split(search_split)}"
+        "stopping and threshold on the validation split), scored on the same split as the "
+        "trials and timed on the same target, end to end from raw columns."
+        f"{_other_split(search_split, baselines)}"
         "</p>"
     )
 
 
-def _other_split(search_split: dict | None) -> str:
-    """Warn that the front's score columns are not on the references' test split."""
-    if not search_split or search_split.get("split") == "test":
+def _other_split(search_split: dict | None, baselines: dict[str, dict]) -> str:
+    """Warn when the front's score columns are not on the references' split (references
+    stored before they recorded `split` were scored on the test split)."""
+    scored_on = {str(b.get("split", "test")) for b in baselines.values()}
+    if not search_split or scored_on == {str(search_split.get("split"))}:
         return ""
     return html.escape(
         f" The front's score columns are on the {split_label(search_split)}: compare these "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import statistics
 import tempfile
 import time
@@ -20,9 +19,9 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import FrozenTrial, Trial, TrialState
 from torch import nn
 
+from autocompress.changes import Judgement, TeacherComparison
 from autocompress.config import (
     MAXIMIZED_METRICS,
-    ConstraintsConfig,
     CostControlConfig,
     LoadedStudy,
     ParamSpace,
@@ -46,16 +45,6 @@ from autocompress.targets import Target
 from autocompress.tasks import Task
 
 MAXIMIZED = MAXIMIZED_METRICS  # accuracy, f1, roc_auc, gini, ks; brier and ece are minimised
-# Scores recorded against the teacher as `<metric>_drop` (teacher − student: higher is
-# better) or `<metric>_increase` (student − teacher: calibration errors), when both have them.
-DROP_METRICS = (
-    *sorted(MAXIMIZED),
-    "f1_macro",
-    "f1_positive",
-    "accuracy_at_threshold",
-    "f1_at_threshold",
-)
-INCREASE_METRICS = ("brier", "ece")
 # Scores undefined when the labels hold a single class.
 TWO_CLASS_METRICS = ("roc_auc", "gini", "ks")
 SPLIT_NAMES = {"valid": "validation", "test": "test", "train": "training"}
@@ -164,51 +153,15 @@ def enqueue_first_trials(study: optuna.Study, warm_starts: Sequence[WarmStart]) 
         study.enqueue_trial(dict(warm_start.params), user_attrs={"role": warm_start.role})
 
 
-def drops_and_constraints(
-    limits: ConstraintsConfig, teacher: dict[str, float], metrics: dict[str, float]
-) -> tuple[dict[str, float], dict[str, float]]:
-    """How much worse than the teacher the student scores, for every score both have
-    (`accuracy_drop`, `roc_auc_drop`, ..., `brier_increase`: positive is worse), and the
-    constraint values (change minus limit, feasible when ≤ 0) of the limits the study
-    sets, named like the changes."""
-    changes = {}
-    for metric in (*DROP_METRICS, *INCREASE_METRICS):
-        if metric in teacher and metric in metrics:
-            change = _change(metric, teacher[metric], metrics[metric])
-            if math.isfinite(change):
-                changes[_change_name(metric)] = change
-    constraints = {}
-    for key, metric, limit, _ in limits.limits():
-        if metric not in teacher or metric not in metrics:
-            reported = sorted(set(teacher) & set(metrics))
-            raise UserError(
-                f"constraints.{key}: the task reports no {metric} score for "
-                f"{'the teacher' if metric not in teacher else 'this student'} (it reports "
-                f"{', '.join(reported)}); remove the limit"
-            )
-        constraints[_change_name(metric)] = (
-            _change(metric, teacher[metric], metrics[metric]) - limit
-        )
-    return changes, constraints
-
-
-def _change(metric: str, teacher: float, student: float) -> float:
-    return student - teacher if metric in INCREASE_METRICS else teacher - student
-
-
-def _change_name(metric: str) -> str:
-    return f"{metric}_increase" if metric in INCREASE_METRICS else f"{metric}_drop"
-
-
 def check_metrics_defined(
     config: StudyConfig,
     labels_by_split: dict[str, np.ndarray],
     where: Callable[[str], str] | None = None,
 ) -> None:
-    """Refuse ranking scores (roc_auc, gini, ks) the study optimises, limits or selects
-    by when a split they are judged on (`valid`, `test`) holds a single class: they are
-    undefined there, so every trial would fail or be infeasible. `where` names a key
-    (default: `config.where`)."""
+    """Refuse a split students are judged on (`valid`, `test`) that holds a single
+    class, naming first a ranking score (roc_auc, gini, ks) the study optimises, limits
+    or selects by, which is undefined there. `where` names a key (default:
+    `config.where`)."""
     where = where or config.where
     uses = [
         (f"{where('objectives.metrics')}: {m}", m, "drop the objective")
@@ -229,12 +182,20 @@ def check_metrics_defined(
         if len(classes) >= 2:
             continue
         has = f"only class {classes[0]} ({counts[0]} rows)" if len(classes) else "no rows"
+        named = SPLIT_NAMES.get(split, split)
         for key, metric, remedy in uses:
             if metric in TWO_CLASS_METRICS:
                 raise UserError(
-                    f"{key} needs {two} in the {SPLIT_NAMES.get(split, split)} split; it "
+                    f"{key} needs {two} in the {named} split; it "
                     f"has {has}; use a larger task.data.{split}_size or {remedy}"
                 )
+        # Whatever the metrics: students are compared with the teacher on this split
+        # (the search on validation, the held-out report on test), class by class.
+        raise UserError(
+            f"{where(f'task.data.{split}_size')}: the {named} split has {has}; students "
+            f"are compared with the teacher on it, which needs {two}; use a larger "
+            f"task.data.{split}_size (or more rows)"
+        )
 
 
 def pruned(trial: Trial, reason: str) -> optuna.TrialPruned:
@@ -253,14 +214,14 @@ class Objective:
         task: Task,
         teacher: nn.Module,
         target: Target,
-        teacher_metrics: dict[str, float],
+        comparison: TeacherComparison,
         artifact_store: FileSystemArtifactStore,
     ) -> None:
         self.loaded = loaded
         self.task = task
         self.teacher = teacher
         self.target = target
-        self.teacher_metrics = teacher_metrics
+        self.comparison = comparison
         self.artifact_store = artifact_store
         self.teacher_parameters = sum(p.numel() for p in teacher.parameters())
         self.running: Trial | None = None
@@ -330,11 +291,7 @@ class Objective:
             )
         with tempfile.TemporaryDirectory(prefix="autocompress-trial-") as workdir:
             try:
-                task, teacher = self._task_and_teacher(recipe)
-                evaluation = evaluate_recipe(
-                    task,
-                    teacher,
-                    self.target,
+                evaluation, judgement = self.train_and_judge(
                     recipe,
                     Path(workdir),
                     seed=self.task.seed,
@@ -353,31 +310,44 @@ class Objective:
                 for name in evaluation.files
             }
         measurement = evaluation.measurement.to_dict()
-        trial.set_user_attr("metrics", evaluation.metrics)
         trial.set_user_attr("measurement", measurement)
         trial.set_user_attr("student_spec", evaluation.student_spec)
         trial.set_user_attr("num_parameters", evaluation.num_parameters)
         trial.set_user_attr("artifacts", artifacts)
-        drops, constraints = drops_and_constraints(
-            config.constraints, self.teacher_metrics, evaluation.metrics
-        )
-        for name, change in drops.items():  # accuracy_drop, ..., brier_increase
-            trial.set_user_attr(name, change)
-        set_constraints(trial, constraints)
-        self._describe_for_dashboard(trial, recipe, evaluation, drops, constraints)
-        observed = {**evaluation.metrics, **measurement}
+        # Validation scores and changes (accuracy_drop, ..., brier_increase) with their
+        # intervals; the held-out test split's apart, under `held_out`.
+        for name, value in judgement.user_attrs().items():
+            trial.set_user_attr(name, value)
+        set_constraints(trial, judgement.constraints)
+        self._describe_for_dashboard(trial, recipe, evaluation, judgement)
+        observed = {**judgement.metrics, **measurement}
         return [float(observed[metric]) for metric in config.objectives.metrics]
+
+    def train_and_judge(
+        self,
+        recipe: Recipe,
+        folder: Path,
+        seed: int,
+        on_epoch: Callable[[int, float], None] | None = None,
+    ) -> tuple[Evaluation, Judgement]:
+        """Train `recipe`'s student with `seed`, measure it (files in `folder`) and judge
+        it against the teacher. Raises `Unsupported` when it cannot run."""
+        task, teacher = self._task_and_teacher(recipe)
+        evaluation = evaluate_recipe(
+            task, teacher, self.target, recipe, folder, seed=seed, on_epoch=on_epoch
+        )
+        return evaluation, self.comparison.judge(evaluation.predictions)
 
     def _describe_for_dashboard(
         self,
         trial: Trial,
         recipe: Recipe,
         evaluation: Evaluation,
-        drops: dict[str, float],
-        constraints: dict[str, float],
+        judgement: Judgement,
     ) -> None:
         """Recipe and metrics as artifacts beside the model, and a markdown note."""
         measurement = evaluation.measurement.to_dict()
+        drops, constraints = judgement.changes, judgement.constraints
         attach_report_artifacts(
             trial,
             self.artifact_store,
@@ -387,8 +357,12 @@ class Objective:
                     "student_spec": evaluation.student_spec,
                 },
                 "metrics.json": {
-                    "metrics": evaluation.metrics,
+                    "metrics": judgement.metrics,
+                    "scored_on": judgement.search_split,
                     "drops_vs_teacher": drops,
+                    "change_intervals": judgement.intervals,
+                    "held_out": judgement.held_out,
+                    "constraint_mode": judgement.constraint_mode,
                     "constraints": constraints,
                     "measurement": measurement,
                     "num_parameters": evaluation.num_parameters,
@@ -408,10 +382,14 @@ class Objective:
                 trial.number,
                 recipe.describe,
                 passes,
-                evaluation.metrics,
+                judgement.metrics,
                 drops,
                 measurement,
                 constraints,
+                held_out=judgement.held_out,
+                intervals=judgement.intervals,
+                search_split=judgement.search_split,
+                constraint_mode=judgement.constraint_mode,
             ),
         )
 

@@ -112,27 +112,51 @@ def choose(
     study: optuna.Study | None = None,
     latency_budget_ms: float | None = None,
 ) -> Selection:
-    """`fastest` (lowest p50 within the constraints: the front is already feasible; ties:
-    higher accuracy), `best:<metric>` (the best score in the metric's direction under
-    `latency_budget_ms`, if set; ties: lower p50; `most_accurate` is `best:accuracy`),
-    or `trial:N` (any complete trial of `study`).
+    """The first member of `ranked`, and a warning when noisy latencies may have decided it.
 
     `fastest` warns when the chosen member or the runner-up it beat is noisy, or when
     the two p50s are within each other's spread (their gap is at most the larger of
     p50 × CV of the two). `best:*` warns when a latency budget was applied and the
     chosen member's latency is noisy."""
+    order = ranked(front, policy, study, latency_budget_ms)
+    parsed = parse_policy(policy)
+    chosen = order[0]
+    if parsed.kind == "trial":
+        return Selection(chosen, policy)
+    if parsed.kind == "fastest":
+        runner_up = order[1] if len(order) > 1 else None
+        return Selection(chosen, policy, runner_up, _fastest_warning(chosen, runner_up))
+    warning = None
+    if latency_budget_ms is not None and chosen.noisy:
+        warning = (
+            f"trial {chosen.trial_number} is within the {latency_budget_ms} ms budget by a "
+            f"noisy latency ({chosen.noise_note()}); re-measure before relying on it"
+        )
+    return Selection(chosen, policy, warning=warning)
+
+
+def ranked(
+    front: list[FrontMember],
+    policy: str,
+    study: optuna.Study | None = None,
+    latency_budget_ms: float | None = None,
+) -> list[FrontMember]:
+    """The members a policy accepts, best first (never empty: raises `UserError`):
+    `fastest` by lowest p50 (the front is already feasible; ties: higher accuracy),
+    `best:<metric>` by the metric in its direction under `latency_budget_ms`, if set
+    (ties: lower p50; `most_accurate` is `best:accuracy`), `trial:N` that trial alone
+    (any complete trial of `study`). The next member is the policy's fallback when the
+    first does not hold its limits across seeds."""
     parsed = parse_policy(policy)
     if parsed.kind == "trial":
-        return Selection(_explicit_trial(policy, study), policy)
+        return [_explicit_trial(policy, study)]
     if not front:
         raise UserError(
             "the study has no feasible complete trial to export yet; run more trials or "
             f"relax its constraints ({', '.join(f'constraints.{k}' for k in CONSTRAINT_LIMITS)})"
         )
     if parsed.kind == "fastest":
-        ranked = sorted(front, key=lambda m: (m.metrics[LATENCY], -m.metrics["accuracy"]))
-        chosen, runner_up = ranked[0], (ranked[1] if len(ranked) > 1 else None)
-        return Selection(chosen, policy, runner_up, _fastest_warning(chosen, runner_up))
+        return sorted(front, key=lambda m: (m.metrics[LATENCY], -m.metrics["accuracy"]))
     within = [
         m for m in front if latency_budget_ms is None or m.metrics[LATENCY] <= latency_budget_ms
     ]
@@ -148,16 +172,9 @@ def choose(
         among = "no front trial within the budget" if latency_budget_ms else "no front trial"
         raise UserError(
             f"--policy: {policy!r}: {among} has a {metric} score (the study's task does not "
-            "report it, or it is undefined on the test split); pick another policy"
+            "report it, or it is undefined on the validation split); pick another policy"
         )
-    chosen = max(scored, key=lambda m: (sign * m.metrics[metric], -m.metrics[LATENCY]))
-    warning = None
-    if latency_budget_ms is not None and chosen.noisy:
-        warning = (
-            f"trial {chosen.trial_number} is within the {latency_budget_ms} ms budget by a "
-            f"noisy latency ({chosen.noise_note()}); re-measure before relying on it"
-        )
-    return Selection(chosen, policy, warning=warning)
+    return sorted(scored, key=lambda m: (-sign * m.metrics[metric], m.metrics[LATENCY]))
 
 
 def _defined(value: object) -> bool:

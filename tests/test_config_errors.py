@@ -433,6 +433,62 @@ def auc_on_a_one_class_validation_split(d: Path) -> Scenario:
     )
 
 
+def one_class_test_split_without_ranking_scores(d: Path) -> Scenario:
+    """No ranking score anywhere, but a test split with no defaulter: the held-out
+    comparison with the teacher (and its intervals) needs both classes."""
+    rng = np.random.default_rng(0)
+    csv = d / "rare.csv"
+    pd.DataFrame(
+        {
+            "income": rng.normal(3000, 800, 400).round(2),
+            "age": rng.integers(18, 80, 400),
+            "default": [1] * 10 + [0] * 390,
+        }
+    ).to_csv(csv, index=False)
+
+    def declare(study: dict) -> None:
+        _data(study, path=csv.name, label="default", test_size=0.02, valid_size=0.3)
+        study["objectives"] = {"metrics": ["accuracy", "latency_p50_ms"]}
+
+    path = _study(d, declare)
+    return Scenario(
+        _run(path),
+        lambda: run_study(path),
+        [
+            f"{path}: task.data.test_size: the test split has only class 0 (8 rows)",
+            "needs both classes",
+            "use a larger task.data.test_size",
+        ],
+    )
+
+
+def interval_level_outside_zero_one(d: Path) -> Scenario:
+    path = _study(d, intervals={"confidence": 1.5})
+    return Scenario(
+        _run(path),
+        lambda: load_study_config(path),
+        [f"{path}: intervals.confidence: ", "less than 1", "(got 1.5)"],
+    )
+
+
+def constraint_confidence_zero(d: Path) -> Scenario:
+    path = _study(d, lambda s: s["constraints"].update(confidence=0))
+    return Scenario(
+        _run(path),
+        lambda: load_study_config(path),
+        [f"{path}: constraints.confidence: ", "greater than 0", "(got 0)"],
+    )
+
+
+def seeds_zero(d: Path) -> Scenario:
+    path = _study(d, lambda s: s["export"].update(seeds=0))
+    return Scenario(
+        _run(path),
+        lambda: load_study_config(path),
+        [f"{path}: export.seeds: ", "greater than or equal to 1", "(got 0)"],
+    )
+
+
 CASES: dict[str, Callable[[Path], Scenario]] = {
     "unknown-top-key": unknown_top_key,
     "unknown-nested-key": unknown_nested_key,
@@ -452,6 +508,10 @@ CASES: dict[str, Callable[[Path], Scenario]] = {
     "log1p-on-negative-values": log1p_on_negative_values,
     "decision-value-outside-zero-one": decision_value_outside_zero_one,
     "auc-on-a-one-class-validation-split": auc_on_a_one_class_validation_split,
+    "one-class-test-split": one_class_test_split_without_ranking_scores,
+    "interval-level-outside-zero-one": interval_level_outside_zero_one,
+    "constraint-confidence-zero": constraint_confidence_zero,
+    "seeds-zero": seeds_zero,
     "postgres-unreachable": postgres_unreachable,
     "sqlite-folder-impossible": sqlite_folder_impossible,
     "study-file-missing": study_file_missing,

@@ -17,6 +17,7 @@ from scipy.stats import ks_2samp
 from sklearn.metrics import brier_score_loss, f1_score, roc_auc_score
 from typer.testing import CliRunner
 
+from autocompress.changes import drops_and_constraints
 from autocompress.cli import app
 from autocompress.cli._common import console
 from autocompress.cli.study import print_front
@@ -30,7 +31,7 @@ from autocompress.dashboard import constraint_label, infeasible_reason
 from autocompress.errors import UserError
 from autocompress.front import FrontMember
 from autocompress.nightly import Contender, decide
-from autocompress.search import check_metrics_defined, directions, drops_and_constraints
+from autocompress.search import check_metrics_defined, directions
 from autocompress.select import BEST_METRICS, choose, parse_policy, policy_choices
 from autocompress.tasks.metrics import (
     choose_threshold,
@@ -212,7 +213,7 @@ STUDENT = {
 
 
 def test_one_table_of_limits_covers_every_constraint_key() -> None:
-    assert set(CONSTRAINT_LIMITS) == set(ConstraintsConfig.model_fields)
+    assert set(CONSTRAINT_LIMITS) == set(ConstraintsConfig.model_fields) - {"confidence"}
     limits = ConstraintsConfig(max_roc_auc_drop=0.01, max_brier_increase=0.02)
     assert [key for key, *_ in limits.limits()] == [
         "max_accuracy_drop",
@@ -331,12 +332,19 @@ def test_check_metrics_defined_names_key_split_and_remedy(tmp_path: Path) -> Non
     config = load_study_config(write_study(tmp_path, study)).config
     with pytest.raises(UserError, match=r"objectives.metrics: ks needs both classes in the test"):
         check_metrics_defined(config, {"valid": both, "test": np.ones(4, dtype=int)})
-    # Accuracy and Brier are defined on one class: nothing to refuse.
+    # Accuracy and Brier are defined on one class, but a one-class split cannot compare
+    # students with the teacher (nor give intervals): refused, naming the split's size.
     study = tiny_study_dict(
         tmp_path, objectives={"metrics": ["accuracy", "brier"]}, export={"policy": "best:brier"}
     )
     config = load_study_config(write_study(tmp_path, study)).config
-    check_metrics_defined(config, {"valid": np.zeros(3), "test": np.zeros(3)})
+    with pytest.raises(UserError) as raised:
+        check_metrics_defined(config, {"valid": both, "test": np.zeros(3, dtype=int)})
+    assert str(raised.value) == (
+        f"{tmp_path / 'study.yaml'}: task.data.test_size: the test split has only class 0 "
+        "(3 rows); students are compared with the teacher on it, which needs both classes; "
+        "use a larger task.data.test_size (or more rows)"
+    )
 
 
 def test_check_metrics_defined_for_policies_and_multiclass_text() -> None:
@@ -454,11 +462,11 @@ def contender(p50: float, **scores: float) -> Contender:
 def test_nightly_best_metric_decides_by_its_direction_beyond_one_row(
     policy: str, challenger: Contender, champion: Contender, replace: bool, why: str
 ) -> None:
-    decision = decide(policy, challenger, champion, n_test=200)
+    decision = decide(policy, challenger, champion, n_rows=200)
     assert decision.replace is replace and why in decision.reason
     with pytest.raises(UserError, match="nightly runs need a ranking policy"):
-        decide("trial:3", challenger, champion, n_test=200)
-    over = decide(policy, challenger, champion, n_test=200, latency_budget_ms=0.5)
+        decide("trial:3", challenger, champion, n_rows=200)
+    over = decide(policy, challenger, champion, n_rows=200, latency_budget_ms=0.5)
     assert not over.replace and "budget" in over.reason
 
 

@@ -25,9 +25,9 @@ from optuna.trial import TrialState
 
 from autocompress import run_study
 from autocompress.api import TEACHER_ATTR, StudyResult
+from autocompress.changes import drops_and_constraints
 from autocompress.config import ConstraintsConfig
 from autocompress.dashboard import completed_trial_note, named_constraints
-from autocompress.search import drops_and_constraints
 from tests.conftest import REPO, autocompress_cli, tiny_study_dict, write_study
 
 TEST_ARTIFACTS = REPO / "test-artifacts"

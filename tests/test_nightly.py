@@ -163,7 +163,7 @@ def test_nightly_on_changed_data_retrains_the_teacher_and_rescores_the_champion(
     assert champion.source_study == night2.study_name  # replaced
     assert "no longer meets the study's constraints today" in process.stdout.replace("\n", " ")
     page = (tmp_path / "reports" / night2.study_name / "report.html").read_text()
-    assert "champion: accuracy" in page and "feasible False" in page
+    assert "champion: validation accuracy" in page and "feasible False" in page
 
 
 def contender(rounds: list[float], accuracy: float = 0.75, feasible: bool = True) -> Contender:
@@ -197,6 +197,6 @@ def contender(rounds: list[float], accuracy: float = 0.75, feasible: bool = True
 def test_decide_replaces_only_beyond_noise(
     policy: str, challenger: Contender, champion: Contender | None, replace: bool, why: str
 ) -> None:
-    decision = decide(policy, challenger, champion, n_test=200)
+    decision = decide(policy, challenger, champion, n_rows=200)
     assert decision.replace is replace
     assert why in decision.reason

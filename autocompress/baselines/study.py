@@ -23,6 +23,7 @@ from autocompress.atomic import atomic_directory
 from autocompress.baselines import BASELINES_ATTR
 from autocompress.baselines.logistic import logistic_baseline
 from autocompress.dashboard import baselines_note, save_study_note
+from autocompress.pipeline import SCORED_SPLITS
 from autocompress.targets.onnxruntime import MODEL_FILE
 from autocompress.tasks.metrics import choose_threshold
 from autocompress.tasks.tabular_onnx import DECISION_RULE_KEY, THRESHOLD_KEY
@@ -30,6 +31,7 @@ from autocompress.tasks.tabular_onnx import DECISION_RULE_KEY, THRESHOLD_KEY
 if TYPE_CHECKING:
     import optuna
 
+    from autocompress.changes import TeacherComparison
     from autocompress.targets.base import Target
     from autocompress.tasks.credit import CreditTask
 
@@ -83,9 +85,16 @@ BASELINES: dict[str, Callable[[CreditTask, Target, Path], dict]] = {
 
 
 def describe_baselines(
-    study: optuna.Study, task: CreditTask, target: Target, folder: Path, names: list[str]
+    study: optuna.Study,
+    task: CreditTask,
+    target: Target,
+    folder: Path,
+    names: list[str],
+    comparison: TeacherComparison,
 ) -> dict[str, dict]:
-    """Fit, score and time each named baseline once per study; stored, then reused."""
+    """Fit, score and time each named baseline once per study; stored, then reused.
+    Scored like every trial: on the validation split, and on the held-out test split
+    against the teacher with paired intervals (`held_out`)."""
     stored = study.user_attrs.get(BASELINES_ATTR)
     if stored is not None or not names:
         return stored or {}
@@ -98,8 +107,11 @@ def describe_baselines(
         fit_seconds = time.perf_counter() - started
         runnable = target.load(folder / name / MODEL_FILE)
         measurement = target.measure(runnable, task.measurement_feed(target.config.batch_size))
+        judged = comparison.judge({split: task.predict(runnable, split) for split in SCORED_SPLITS})
         results[name] = {
-            "metrics": task.evaluate(runnable, "test"),
+            "metrics": judged.metrics,
+            "split": judged.search_split["split"],
+            "held_out": judged.held_out,
             "measurement": measurement.to_dict(),
             "fit_seconds": fit_seconds,
             "details": details,

@@ -77,16 +77,41 @@ def run(
     with stoppable(), progress_bar(planned) as (_, callback):
         result = api.run_study(study_file, **overrides, callbacks=[callback], progress=False)
     config = result.loaded.config
+    out = None
+    if export:
+        # Trains the finalists' seeds first, so the front below can show them. Refreshes
+        # this study's own earlier export; anything else there is refused.
+        out = result.export(overwrite=True)
     print_front(
         result.front,
         result.teacher,
         f"Pareto front of {config.study_name} ({len(result.study.trials)} trials, feasible only)",
         result.baselines,
+        seeds=result.seeds,
     )
-    if export:
-        # Refreshes this study's own earlier export; anything else there is refused.
-        out = result.export(overwrite=True)
+    if out is not None:
         console.print(f"{_exported(out)}  (check it with: autocompress verify {escape(str(out))})")
+        report = api.write_study_report(result.study, result.loaded)
+        console.print(f"report: {escape(str(report.html))} (plot: {escape(str(report.png))})")
+
+
+@app.command()
+@user_errors
+def report(
+    study_file: StudyFile,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder to write (default: runs/reports/NAME)")
+    ] = None,
+    storage: StorageOption = None,
+    study_name: StudyNameOption = None,
+) -> None:
+    """Write a study's HTML report: the front with held-out intervals, what was measured."""
+    load_study_config(study_file, storage=storage, study_name=study_name)
+    from autocompress import api
+
+    result = api.load_result(study_file, storage=storage, study_name=study_name)
+    files = api.write_study_report(result.study, result.loaded, out)
+    console.print(f"report: {escape(str(files.html))} (plot: {escape(str(files.png))})")
 
 
 @app.command()
@@ -101,13 +126,17 @@ def front(
     load_study_config(study_file, storage=storage, study_name=study_name)
     from autocompress import api
 
-    members, teacher, baselines = api.stored_front(
-        study_file, storage=storage, study_name=study_name
-    )
+    stored = api.stored_front(study_file, storage=storage, study_name=study_name)
     if as_json:
-        sys.stdout.write(json.dumps([m.to_dict() for m in members], indent=2) + "\n")
+        sys.stdout.write(json.dumps([m.to_dict() for m in stored.members], indent=2) + "\n")
     else:
-        print_front(members, teacher, "Pareto front (latest snapshot)", baselines)
+        print_front(
+            stored.members,
+            stored.teacher,
+            "Pareto front (latest snapshot)",
+            stored.baselines,
+            seeds=stored.seeds,
+        )
 
 
 @app.command()
@@ -128,6 +157,15 @@ def export(
             "--sign-key", help="Ed25519 private key (autocompress keygen): write manifest.sig"
         ),
     ] = None,
+    seeds: Annotated[
+        int | None,
+        typer.Option(
+            "--seeds",
+            min=1,
+            help="Seeds to judge the selected recipe over (default: the study's export.seeds; "
+            "1: only the search's own training)",
+        ),
+    ] = None,
 ) -> None:
     """Export one trial of a study as a verifiable folder."""
     load_study_config(study_file, storage=storage, study_name=study_name)
@@ -138,7 +176,7 @@ def export(
     from autocompress import api
 
     result = api.load_result(study_file, storage=storage, study_name=study_name)
-    path = result.export(out, policy=policy, overwrite=overwrite, sign_key=sign_key)
+    path = result.export(out, policy=policy, overwrite=overwrite, sign_key=sign_key, seeds=seeds)
     signed = f", signed with {escape(str(sign_key))}" if sign_key is not None else ""
     console.print(f"{_exported(path)}{signed}")
 
@@ -292,13 +330,20 @@ def _measured_captions(
             f"constraints judged on the {constraint_mode_label(mode)} of each validation change"
         )
     for member in sorted(rows, key=lambda m: m.trial_number):
-        if member.trial_number in seeds:
+        if len(seeds.get(member.trial_number, {}).get("seeds", ())) > 1:  # not the teacher
             names = headline_changes(credit)[:1]
             captions.append(
                 f"trial {member.trial_number} re-trained with "
                 + seeds_summary(seeds[member.trial_number], names)
             )
     return [escape(c) for c in captions], columns
+
+
+def _held_out_only(baseline: dict) -> FrontMember:
+    """A reference model as a row the held-out columns can read (no trial of its own)."""
+    from autocompress.front import FrontMember
+
+    return FrontMember(-1, {}, {"held_out": baseline.get("held_out")})
 
 
 def _reference_caption(split: dict | None, baselines: dict[str, dict]) -> str:
@@ -405,12 +450,12 @@ def print_front(
         m, measured_on = baseline["metrics"], baseline["measurement"]
         mark = f" {noisy_mark}" if measured_on.get("noisy") else ""
         table.add_row(
-            f"{name} (reference)",
-            "",
+            "(reference)",
+            name,
             f"{m['accuracy']:.4f}",
             f"{m['f1']:.4f}",
             *(_score(m.get(key)) for key in scores),
-            *("" for _ in measured),
+            *(escape(cell(_held_out_only(baseline))) for _, cell in measured),
             f"{measured_on['latency_p50_ms']:.3f}{mark}",
             f"{measured_on['latency_p90_ms']:.3f}{mark}",
             f"{measured_on['size_bytes'] / 1024:.1f}",

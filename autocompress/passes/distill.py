@@ -8,7 +8,7 @@ which is where layer-dropped and width-pruned students lose accuracy.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -118,7 +118,9 @@ class Distillation:
             labels,
             loss_fn=step.loss,
             score_fn=task.validation_score,
-            settings=task.fit_settings(recipe.finetune_epochs),
+            # The seed orders the batches too: retraining a recipe with another seed
+            # (finalists) is another run, not the same batches with other dropout.
+            settings=replace(task.fit_settings(recipe.finetune_epochs), seed=ctx.seed),
             on_epoch=ctx.on_epoch,
             forward=step.forward,
             extra_parameters=step.parameters(),

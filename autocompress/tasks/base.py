@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +20,8 @@ from torch import nn
 
 from autocompress.atomic import atomic_directory
 from autocompress.errors import Unsupported, UserError
-from autocompress.tasks.metrics import classification_metrics
+from autocompress.tasks.metrics import Predictions, classification_metrics
+from autocompress.tasks.resampled import classification_resampled
 from autocompress.training import FitSettings, random_batches
 
 if TYPE_CHECKING:
@@ -209,8 +210,9 @@ class Task(ABC):
         """Write what a deployed model needs beside it (preprocessing, tokenizer)."""
 
     def measurement_feed(self, batch_size: int) -> dict[str, np.ndarray]:
-        """A fixed batch from the test split, repeated to `batch_size` if the split is short."""
-        feeds = self.feeds("test")
+        """A fixed batch from the validation split, repeated to `batch_size` if the split
+        is short (the test split stays unseen until a model is scored on it)."""
+        feeds = self.feeds("valid")
         rows = next(iter(feeds.values())).shape[0]
         take = np.arange(batch_size) % rows
         return {name: array[take] for name, array in feeds.items()}
@@ -225,9 +227,24 @@ class Task(ABC):
             for start in range(0, rows, batch_size)
         ]
 
-    def evaluate(self, runnable: Runnable, split: str = "test") -> dict[str, float]:
-        """Score a model on its target on a split: accuracy, F1 (macro and positive), ROC AUC."""
-        logits = runnable.run(self.feeds(split))
-        return classification_metrics(
-            np.asarray(logits, dtype=np.float32), self.labels(split), self.f1_average
+    def predict(self, runnable: Runnable, split: str) -> Predictions:
+        """A model's output on its target for every row of a split (logits here)."""
+        return Predictions(np.asarray(runnable.run(self.feeds(split)), dtype=np.float32))
+
+    def score(self, predictions: Predictions, split: str) -> dict[str, float]:
+        """Accuracy, F1 (macro and positive), ROC AUC against the split's labels."""
+        return classification_metrics(predictions.values, self.labels(split), self.f1_average)
+
+    def resampled_scores(
+        self, predictions: Predictions, split: str, index: np.ndarray, names: Iterable[str]
+    ) -> dict[str, np.ndarray]:
+        """`score`'s `names` on every resample of the split's rows (`index`: one row of
+        row numbers per resample), for bootstrap intervals."""
+        return classification_resampled(
+            predictions.values, self.labels(split), index, self.f1_average, names
         )
+
+    def evaluate(self, runnable: Runnable, split: str) -> dict[str, float]:
+        """Score a model on its target on a split (`valid`: what the search sees;
+        `test`: held out, reported only)."""
+        return self.score(self.predict(runnable, split), split)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,8 +42,9 @@ from autocompress.errors import Unsupported, UserError
 from autocompress.models import MLPClassifier
 from autocompress.tasks.base import Task
 from autocompress.tasks.data_files import file_sha256, resolve_data_file
-from autocompress.tasks.metrics import choose_threshold, credit_metrics
+from autocompress.tasks.metrics import Predictions, choose_threshold, credit_metrics
 from autocompress.tasks.preprocessing import TabularPreprocessor
+from autocompress.tasks.resampled import credit_resampled
 from autocompress.tasks.tabular_onnx import (
     CLASSES_KEY,
     DECISION_RULE_KEY,
@@ -287,13 +288,31 @@ class CreditTask(Task):
             "autocompress.inputs": json.dumps(self.preprocessor.input_columns),
         }
 
-    def evaluate(self, runnable: Runnable, split: str = "test") -> dict[str, float]:
-        """Ranking (AUC, Gini, KS), calibration (Brier, ECE) and decisions at 0.5 and at
-        the graph's own threshold (0.5 for a graph that carries none)."""
+    def predict(self, runnable: Runnable, split: str) -> Predictions:
+        """The bad-class probability of every row, with the graph's own decision
+        threshold (0.5 for a graph that carries none)."""
         p_bad = np.asarray(runnable.run(self.feeds(split)), dtype=np.float64)[:, 1]
         metadata = getattr(runnable, "metadata", {}) or {}
-        threshold = float(metadata.get(THRESHOLD_KEY, 0.5))
-        return credit_metrics(p_bad, self.labels(split), threshold, self.f1_average)
+        return Predictions(p_bad, float(metadata.get(THRESHOLD_KEY, 0.5)))
+
+    def score(self, predictions: Predictions, split: str) -> dict[str, float]:
+        """Ranking (AUC, Gini, KS), calibration (Brier, ECE) and decisions at 0.5 and at
+        the threshold."""
+        return credit_metrics(
+            predictions.values, self.labels(split), predictions.threshold, self.f1_average
+        )
+
+    def resampled_scores(
+        self, predictions: Predictions, split: str, index: np.ndarray, names: Iterable[str]
+    ) -> dict[str, np.ndarray]:
+        return credit_resampled(
+            predictions.values,
+            self.labels(split),
+            predictions.threshold,
+            index,
+            self.f1_average,
+            names,
+        )
 
     def labels(self, split: str) -> np.ndarray:
         return self.splits[split][1]

@@ -12,7 +12,7 @@ least the threshold (`p_bad >= threshold`), as in sklearn's curves.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import get_args
 
 import numpy as np
@@ -29,6 +29,18 @@ from autocompress.config import DecisionConfig
 from autocompress.errors import UserError
 
 ECE_BINS = 10
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """One model's output for every row of a split, what all its scores are computed
+    from: logits (rows × classes) for text, the bad-class probability (rows) for credit
+    with the decision `threshold` its graph carries."""
+
+    values: np.ndarray
+    threshold: float | None = None
+
+
 THRESHOLD_RULES = get_args(DecisionConfig.model_fields["rule"].annotation)
 
 
@@ -80,7 +92,7 @@ def _one_vs_rest_auc(probabilities: np.ndarray, labels: np.ndarray) -> float:
 def ks_statistic(p_bad: np.ndarray, labels: np.ndarray) -> float:
     """Kolmogorov-Smirnov: the largest gap between the bad and good rows' cumulative
     score distributions, max(TPR − FPR) over thresholds; NaN with one class."""
-    p_bad, labels = _checked(p_bad, labels)
+    p_bad, labels = checked_probabilities(p_bad, labels)
     if len(np.unique(labels)) < 2:
         return float("nan")
     fpr, tpr, _ = roc_curve(labels, p_bad, pos_label=1)
@@ -91,7 +103,7 @@ def expected_calibration_error(p_bad: np.ndarray, labels: np.ndarray) -> float:
     """ECE of the bad-class probability over 10 equal-width bins of [0, 1] (bin b holds
     b/10 <= p < (b+1)/10, the last one p = 1 too): the row-weighted mean of
     |observed bad rate − mean p_bad| per bin. 0 for no rows."""
-    p_bad, labels = _checked(p_bad, labels)
+    p_bad, labels = checked_probabilities(p_bad, labels)
     if len(labels) == 0:
         return 0.0
     bins = np.minimum((p_bad.astype(np.float64) * ECE_BINS).astype(np.int64), ECE_BINS - 1)
@@ -116,7 +128,7 @@ def credit_metrics(
     `brier` (mean squared error of p_bad) and `ece` (10 equal-width bins, see
     `expected_calibration_error`).
     """
-    p_bad, labels = _checked(p_bad, labels)
+    p_bad, labels = checked_probabilities(p_bad, labels)
     at_half = (p_bad >= 0.5).astype(np.int64)
     at_threshold = (p_bad >= threshold).astype(np.int64)
     f1_macro = _f1(labels, at_half, "macro")
@@ -155,7 +167,7 @@ def choose_threshold(
     - `approval_rate`: approve at least `value` of the rows, i.e. `bad_rate` 1 − value.
     - `fixed`: `value`.
     """
-    p_bad, labels = _checked(p_bad, labels)
+    p_bad, labels = checked_probabilities(p_bad, labels)
     if rule == "fixed":
         return float(_needs_value(rule, value))
     if rule in ("bad_rate", "approval_rate"):
@@ -206,7 +218,9 @@ def _f1(labels: np.ndarray, predictions: np.ndarray, average: str) -> float:
     )
 
 
-def _checked(p_bad: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def checked_probabilities(p_bad: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """1-D bad-class probabilities (floating, float64 if given as anything else) and
+    int64 labels of one length; a ValueError otherwise."""
     p_bad = np.asarray(p_bad)
     labels = np.asarray(labels).astype(np.int64)
     if p_bad.ndim != 1 or p_bad.shape != labels.shape:
@@ -216,25 +230,3 @@ def _checked(p_bad: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndar
     if not np.issubdtype(p_bad.dtype, np.floating):
         p_bad = p_bad.astype(np.float64)
     return p_bad, labels
-
-
-def bootstrap_interval(
-    metric: Callable[[np.ndarray, np.ndarray], float],
-    labels: np.ndarray,
-    scores: np.ndarray,
-    resamples: int = 1000,
-    seed: int = 0,
-    confidence: float = 0.95,
-) -> tuple[float, float]:
-    """Percentile interval of `metric(labels, scores)` over stratified bootstrap
-    resamples of the rows (each class resampled within itself, so every resample
-    keeps both classes and the metric stays defined)."""
-    rng = np.random.default_rng(seed)
-    by_class = [np.flatnonzero(labels == value) for value in np.unique(labels)]
-    values = []
-    for _ in range(resamples):
-        index = np.concatenate([rng.choice(rows, len(rows), replace=True) for rows in by_class])
-        values.append(metric(labels[index], scores[index]))
-    tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return float(low), float(high)

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 import numpy as np
 from scipy.stats import rankdata
 
-from autocompress.tasks.metrics import ECE_BINS, softmax
+from autocompress.tasks.metrics import ECE_BINS, checked_probabilities, softmax
 
 CLASSIFICATION_NAMES = ("accuracy", "f1_macro", "f1_positive", "roc_auc", "f1")
 CREDIT_NAMES = (
@@ -125,14 +125,7 @@ def credit_resampled(
     Flagged bad when p_bad >= 0.5 (accuracy, f1*) and when p_bad >= threshold
     (`..._at_threshold`); macro F1 is over labels [0, 1]. Ranking scores are NaN on
     resamples holding one class."""
-    p_bad = np.asarray(p_bad)
-    labels = np.asarray(labels).astype(np.int64)
-    if p_bad.ndim != 1 or p_bad.shape != labels.shape:
-        raise ValueError(
-            f"p_bad and labels must be 1-D and of one length, got {p_bad.shape} and {labels.shape}"
-        )
-    if not np.issubdtype(p_bad.dtype, np.floating):
-        p_bad = p_bad.astype(np.float64)
+    p_bad, labels = checked_probabilities(p_bad, labels)
     index = _checked_index(index, len(labels))
     wanted = _wanted(names, CREDIT_NAMES)
     rows = index.shape[1]
