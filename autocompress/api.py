@@ -317,6 +317,17 @@ def export_selected(
             len(judged["seeds"]),
             trial.number,
         )
+    if not any(not m.is_teacher for m in front):
+        limits = [f"constraints.{key} {limit}" for key, _, limit, _ in config.constraints.limits()]
+        if config.constraints.confidence is not None:
+            limits.append(f"judged on the {config.constraints.confidence:.0%} upper bound")
+        logger.warning(
+            "no compressed student of %s meets the study's limits (%s): the front holds the "
+            "teacher only. Relax the limits, leave constraints.confidence out, or run more "
+            "trials",
+            study.study_name,
+            ", ".join(limits),
+        )
     counts = study._storage.get_n_trials(study._study_id, state=TrialState.COMPLETE)
     selection = {
         "policy": policy,
