@@ -185,6 +185,9 @@ def test_seeds_are_trained_once_and_a_recipe_that_breaks_the_limit_on_average_is
     caplog.clear()
     result.export(tmp_path / "second")
     assert "again with seed" not in caplog.text
+    # `--seeds 1` judges by the search's own run alone.
+    single = json.loads((result.export(tmp_path / "single", seeds=1) / "metrics.json").read_text())
+    assert single["selection"]["seeds"]["seeds"] == [0]
 
     # With the limit at 0 (no drop at all), a candidate whose mean drop over its seeds is
     # positive is passed over for the policy's next one; the teacher (drop 0) holds.

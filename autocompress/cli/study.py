@@ -259,7 +259,9 @@ def _progress_callback(progress: Progress, bar: Any) -> Callable[..., None]:
         elif trial.state == TrialState.COMPLETE:
             metrics = trial.user_attrs["metrics"]
             latency = trial.user_attrs["measurement"]["latency_p50_ms"]
-            broken = infeasible_reason(named_constraints(trial))
+            broken = infeasible_reason(
+                named_constraints(trial), trial.user_attrs.get("constraint_mode")
+            )
             # The scores the study optimises (credit: roc_auc, brier), then the latency.
             scores = [name for name in study.metric_names or [] if name in metrics]
             shown = ", ".join(f"{name} {metrics[name]:.3f}" for name in scores or ["accuracy"])
