@@ -29,6 +29,7 @@ from autocompress.config import (
     StudyConfig,
 )
 from autocompress.dashboard import (
+    SPLIT_NAMES,
     attach_report_artifacts,
     completed_trial_note,
     save_trial_note,
@@ -47,7 +48,6 @@ from autocompress.tasks import Task
 MAXIMIZED = MAXIMIZED_METRICS  # accuracy, f1, roc_auc, gini, ks; brier and ece are minimised
 # Scores undefined when the labels hold a single class.
 TWO_CLASS_METRICS = ("roc_auc", "gini", "ks")
-SPLIT_NAMES = {"valid": "validation", "test": "test", "train": "training"}
 VALID_CURVE = "valid_score_by_epoch"
 logger = logging.getLogger("autocompress")
 EPOCH_LOG_INTERVAL_S = 30.0
