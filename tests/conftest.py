@@ -53,7 +53,9 @@ def tiny_study_dict(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
         "constraints": {"max_accuracy_drop": 0.05},
         "target": {"batch_size": 32, "warmup": 2, "repeats": 5},
         "sampler": {"name": "tpe", "seed": 7},
-        "export": {"dir": str(tmp_path / "exports")},
+        # One run per export: retraining finalists with more seeds is tested where it is
+        # the point (tests/test_held_out.py), not in every test that exports.
+        "export": {"dir": str(tmp_path / "exports"), "seeds": 1},
     }
     for key, value in overrides.items():
         study[key] = value
