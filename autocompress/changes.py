@@ -17,7 +17,7 @@ when the interval's upper bound is within the limit.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -138,7 +138,6 @@ class Judgement:
     held_out: dict[str, Any]
     search_split: dict[str, Any]
     constraint_mode: dict[str, Any]
-    upper_bounds: dict[str, float] = field(default_factory=dict)
 
     def user_attrs(self) -> dict[str, Any]:
         """What a trial records (`set_user_attr`), changes under their own names."""
@@ -232,5 +231,4 @@ class TeacherComparison:
             held_out=held_out,
             search_split=self.split_facts(SEARCH_SPLIT),
             constraint_mode=self.constraint_mode,
-            upper_bounds=upper_bounds or {},
         )
