@@ -1,0 +1,352 @@
+"""Does the search find better trade-offs with less compute than what a user would try?
+
+Credit (Taiwan, 30,000 rows, read from `../shared/data`; skipped when absent): the
+shipped Taiwan study is run, on this machine and in this one process, by
+
+- `tpe`: the default sampler (multivariate TPE), 30 student trials;
+- `random`: Optuna's `RandomSampler`, 90 student trials;
+- `grid`: the usual hand recipes, queued in a fixed order (int8 only; prune 30/50/70%
+  with 10 epochs of fine-tuning, then int8; distillation only: prune 50% and distil 20
+  epochs, fp32). Nothing is sampled;
+- any extra arm named with `--arms` (e.g. `tpe-halving`: the default sampler with
+  `cost_control.successive_halving`),
+
+each with seeds 0, 1, 2 (the sampler's seed; the grid has none, so its three runs
+differ in wall time only). Every run has its own database; all share one artifacts
+folder, so the study's teachers (one per searched input transform) are trained once,
+before any run is timed.
+
+The score of a run after k student trials is the **hypervolume of its feasible front**
+(feasible: within every limit of the study, on the validation split, as the search
+judges it), objectives normalised against the teacher of the same run:
+
+    auc_gain    = (AUC − (teacher AUC − max_roc_auc_drop)) / max_roc_auc_drop
+    speed_gain  = 1 − latency_p50 / teacher latency_p50
+
+reference point (0, 0): a student counts by how far it is inside the AUC limit and how
+much of the teacher's latency it saves. On the validation split this is the front the
+search sees; on the held-out test split the same trials (feasible on validation) are
+scored with their test AUC against the teacher's test AUC. Wall time is the sum of the
+student trials' durations (the teachers and baselines, shared by all runs, excluded).
+
+Writes the `search_efficiency` section of BENCHMARKS.md and
+`benchmarks/search_efficiency_credit.png`. Per-run trial records are kept in
+`runs/benchmarks/search_efficiency/` and reused by a rerun (`--fresh` runs again).
+
+    python benchmarks/search_efficiency.py credit [--seeds 0 1 2] [--arms tpe random grid]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+import yaml
+from _report import REPO, machine_line, replace_section, versions_line
+from optuna._hypervolume import compute_hypervolume  # noqa: PLC2701 (no public 2-D helper)
+from optuna.trial import TrialState
+
+from autocompress import run_study
+from autocompress.config import load_study_config
+from autocompress.dashboard import named_constraints
+from autocompress.front import TEACHER_ROLE
+from autocompress.recipe import Recipe
+from autocompress.tasks import build_task
+
+logger = logging.getLogger("autocompress")
+STUDY = REPO / "studies" / "taiwan_credit.yaml"
+RECORDS = REPO / "runs" / "benchmarks" / "search_efficiency"
+PLOT = REPO / "benchmarks" / "search_efficiency_credit.png"
+STUDENT_TRIALS = {"tpe": 30, "random": 90, "tpe-halving": 30}
+CHECKPOINTS = (5, 10, 20, 30, 60, 90)
+
+# The usual hand recipes, every searched field given (a field left out would be sampled).
+_FINE_TUNE = {"finetune_epochs": 10, "kd_temperature": 1.0, "kd_alpha": 0.0}
+_INT8 = {"bits": 8, "per_channel": True}
+HAND_RECIPES: list[dict[str, Any]] = [
+    {"pruning_ratio": 0.0, "finetune_epochs": 0, **_INT8, "numeric_transform": "declared"},
+    *(
+        {
+            "pruning_ratio": ratio,
+            "pruning_importance": "l2",
+            **_FINE_TUNE,
+            **_INT8,
+            "numeric_transform": "declared",
+        }
+        for ratio in (0.3, 0.5, 0.7)
+    ),
+    {
+        "pruning_ratio": 0.5,
+        "pruning_importance": "l2",
+        "finetune_epochs": 20,
+        "kd_temperature": 4.0,
+        "kd_alpha": 0.7,
+        "bits": 32,
+        "numeric_transform": "declared",
+    },
+]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("part", choices=["credit"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--arms", nargs="+", default=["tpe", "random", "grid"])
+    parser.add_argument("--fresh", action="store_true", help="run again even when recorded")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    torch.set_num_threads(1)
+    loaded = load_study_config(STUDY)
+    data = Path(loaded.config.task.data.path)
+    if not data.exists():
+        print(f"credit: {data} is absent; skipped", file=sys.stderr)
+        return 0
+    RECORDS.mkdir(parents=True, exist_ok=True)
+    artifacts = RECORDS / "artifacts"
+    prepare_teachers(artifacts)
+    runs: dict[str, list[dict]] = {}
+    for arm in args.arms:
+        for seed in args.seeds:
+            runs.setdefault(arm, []).append(run_arm(arm, seed, artifacts, args.fresh))
+    lines = credit_section(runs, loaded.config.constraints.max_roc_auc_drop)
+    plot(runs)
+    replace_section("search_efficiency", lines)
+    print("\n".join(lines))
+    return 0
+
+
+def prepare_teachers(artifacts: Path) -> None:
+    """Train (or load) the study's teacher and one per searched input transform, so no
+    timed run pays for them."""
+    config = load_study_config(STUDY).config
+    task = build_task(config)
+    space = yaml.safe_load((STUDY.parent / config.search_space).read_text())
+    for transform in space["numeric_transform"]["choices"]:
+        started = time.monotonic()
+        task.for_recipe(Recipe(numeric_transform=transform)).teacher(artifacts / "teachers")
+        logger.info("teacher for %s inputs ready (%.0f s)", transform, time.monotonic() - started)
+
+
+def study_file(arm: str, seed: int, artifacts: Path, folder: Path) -> Path:
+    """The shipped Taiwan study with this arm's sampler (or queued recipes) and seed."""
+    raw = yaml.safe_load(STUDY.read_text())
+    raw["study_name"] = f"efficiency-{arm}-{seed}"
+    raw["search_space"] = str((STUDY.parent / raw["search_space"]).resolve())
+    raw["task"]["data"]["path"] = str((STUDY.parent / raw["task"]["data"]["path"]).resolve())
+    raw["artifacts_dir"] = str(artifacts)
+    if arm == "grid":
+        raw["sampler"] = {"name": "random", "seed": seed}
+        raw["warm_start"] = HAND_RECIPES
+        raw["n_trials"] = 1 + len(HAND_RECIPES)
+    else:
+        raw["sampler"] = {"name": "random" if arm == "random" else "tpe", "seed": seed}
+        raw["n_trials"] = 1 + STUDENT_TRIALS[arm]
+        if arm.endswith("-halving"):
+            raw["cost_control"] = {"successive_halving": True}
+    path = folder / f"{raw['study_name']}.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def run_arm(arm: str, seed: int, artifacts: Path, fresh: bool) -> dict:
+    record_path = RECORDS / f"credit-{arm}-{seed}.json"
+    if record_path.exists() and not fresh:
+        logger.info("%s seed %d: recorded in %s", arm, seed, record_path)
+        return json.loads(record_path.read_text())
+    folder = RECORDS / f"credit-{arm}-{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    database = folder / "study.db"
+    database.unlink(missing_ok=True)  # ours: a previous, unfinished run of this benchmark
+    path = study_file(arm, seed, artifacts, folder)
+    logger.info("%s seed %d: running %s", arm, seed, path)
+    started = time.monotonic()
+    result = run_study(path, storage=f"sqlite:///{database}", progress=False)
+    record = {
+        "arm": arm,
+        "seed": seed,
+        "commit": _commit(),
+        "run_seconds": time.monotonic() - started,
+        "trials": trial_records(result.study),
+    }
+    record_path.write_text(json.dumps(record, indent=1))
+    return record
+
+
+def trial_records(study: optuna.Study) -> list[dict]:
+    records = []
+    for trial in study.get_trials(deepcopy=False):
+        if trial.datetime_complete is None or trial.datetime_start is None:
+            continue
+        held_out = trial.user_attrs.get("held_out") or {}
+        records.append(
+            {
+                "number": trial.number,
+                "teacher": trial.user_attrs.get("role") == TEACHER_ROLE,
+                "state": trial.state.name,
+                "seconds": (trial.datetime_complete - trial.datetime_start).total_seconds(),
+                "params": trial.params,
+                "valid_auc": (trial.user_attrs.get("metrics") or {}).get("roc_auc"),
+                "test_auc": (held_out.get("metrics") or {}).get("roc_auc"),
+                "latency_p50_ms": (trial.user_attrs.get("measurement") or {}).get("latency_p50_ms"),
+                "feasible": trial.state == TrialState.COMPLETE
+                and all(value <= 0 for value in named_constraints(trial).values()),
+                "epochs": len(trial.user_attrs.get("valid_score_by_epoch", [])),
+                "pruned_reason": trial.user_attrs.get("pruned_reason"),
+            }
+        )
+    return records
+
+
+def hypervolume(points: Sequence[tuple[float, float]]) -> float:
+    """Area dominated by (auc_gain, speed_gain) points over the reference (0, 0)."""
+    inside = np.array([p for p in points if p[0] > 0 and p[1] > 0], dtype=float)
+    if len(inside) == 0:
+        return 0.0
+    return float(compute_hypervolume(-inside, np.zeros(2)))
+
+
+def curve(record: dict, limit: float, split: str) -> tuple[list[float], list[float]]:
+    """Hypervolume after each student trial, and the wall time (s) at which it ended."""
+    trials = sorted(record["trials"], key=lambda t: t["number"])
+    teacher = next(t for t in trials if t["teacher"])
+    floor = teacher[f"{split}_auc"] - limit
+    points, volumes, clock, elapsed = [], [], [], 0.0
+    for trial in trials:
+        if trial["teacher"]:
+            continue
+        elapsed += trial["seconds"]
+        if trial["feasible"]:
+            points.append(
+                (
+                    (trial[f"{split}_auc"] - floor) / limit,
+                    1.0 - trial["latency_p50_ms"] / teacher["latency_p50_ms"],
+                )
+            )
+        volumes.append(hypervolume(points))
+        clock.append(elapsed)
+    return volumes, clock
+
+
+def at_trial(volumes: list[float], k: int) -> float | None:
+    return volumes[min(k, len(volumes)) - 1] if volumes else None
+
+
+def at_time(volumes: list[float], clock: list[float], seconds: float) -> float:
+    reached = [v for v, t in zip(volumes, clock, strict=True) if t <= seconds]
+    return reached[-1] if reached else 0.0
+
+
+def _spread(values: Sequence[float]) -> str:
+    return f"{statistics.median(values):.3f} [{min(values):.3f}–{max(values):.3f}]"
+
+
+def credit_section(runs: dict[str, list[dict]], limit: float) -> list[str]:
+    seeds = sorted({r["seed"] for records in runs.values() for r in records})
+    lines = [
+        "## Search efficiency: the search against random search and hand recipes "
+        "(`benchmarks/search_efficiency.py`)",
+        "",
+        machine_line(),
+        versions_line("torch", "onnxruntime", "optuna"),
+        f"- Taiwan credit (`studies/taiwan_credit.yaml` as shipped: limits AUC drop ≤ {limit}, "
+        "Brier increase ≤ 0.005, judged on the validation split); seeds "
+        f"{', '.join(map(str, seeds))} per arm; one process, one torch and one onnxruntime "
+        "thread; runs one after another",
+        "- hypervolume of the feasible front, objectives normalised against each run's own "
+        "teacher: auc_gain = (AUC − (teacher AUC − limit)) / limit, speed_gain = 1 − "
+        "latency / teacher latency, reference point (0, 0); `valid` is what the search sees,"
+        " `test` scores the same trials (feasible on validation) on the held-out split",
+        "- wall time: sum of the student trials' durations (teachers and baselines are "
+        "trained once before any run and excluded); median [min–max] over the seeds",
+        "",
+        "| arm | student trials | split | HV @10 | HV @30 | HV @90 | wall time (s) | feasible |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    curves = {
+        arm: {split: [curve(r, limit, split) for r in records] for split in ("valid", "test")}
+        for arm, records in runs.items()
+    }
+    for arm, records in runs.items():
+        for split in ("valid", "test"):
+            volumes = [v for v, _ in curves[arm][split]]
+            cells = []
+            for k in (10, 30, 90):
+                reached = [at_trial(v, k) for v in volumes if len(v) >= k]
+                cells.append(_spread(reached) if reached else "–")
+            wall = [c[-1] if c else 0.0 for _, c in curves[arm][split]]
+            feasible = [
+                sum(t["feasible"] for t in r["trials"] if not t["teacher"]) for r in records
+            ]
+            students = [sum(not t["teacher"] for t in r["trials"]) for r in records]
+            lines.append(
+                f"| {arm} | {statistics.median(students):.0f} | {split} | {' | '.join(cells)} | "
+                f"{statistics.median(wall):.0f} [{min(wall):.0f}–{max(wall):.0f}] | "
+                f"{statistics.median(feasible):.0f} |"
+            )
+    lines += ["", *equal_time_lines(curves), "", f"![hypervolume]({PLOT.name})", ""]
+    return lines
+
+
+def equal_time_lines(curves: dict) -> list[str]:
+    """Each arm's hypervolume at the wall time the hand-recipe grid took (its median)."""
+    if "grid" not in curves:
+        return []
+    budget = statistics.median(c[-1] for _, c in curves["grid"]["valid"] if c)
+    lines = [f"At the grid's median wall time ({budget:.0f} s of student training):", ""]
+    for arm, splits in curves.items():
+        for split in ("valid", "test"):
+            reached = [at_time(v, c, budget) for v, c in splits[split]]
+            lines.append(f"- {arm}, {split}: hypervolume {_spread(reached)}")
+    return lines
+
+
+def plot(runs: dict[str, list[dict]]) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    limit = load_study_config(STUDY).config.constraints.max_roc_auc_drop
+    figure = Figure(figsize=(11, 8), constrained_layout=True)
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(2, 2)
+    colours = dict(zip(runs, ["C0", "C1", "C2", "C3", "C4"], strict=False))
+    for row, split in enumerate(("valid", "test")):
+        for arm, records in runs.items():
+            for index, record in enumerate(records):
+                volumes, clock = curve(record, limit, split)
+                label = arm if index == 0 else None
+                trials = range(1, len(volumes) + 1)
+                axes[row][0].step(trials, volumes, where="post", color=colours[arm], label=label)
+                axes[row][1].step(clock, volumes, where="post", color=colours[arm], label=label)
+        axes[row][0].set(xlabel="student trials", ylabel=f"hypervolume ({split})")
+        axes[row][1].set(xlabel="wall time of student trials (s)", ylabel=f"hypervolume ({split})")
+        axes[row][1].set_xscale("log")
+        for axis in axes[row]:
+            axis.grid(alpha=0.3)
+            axis.legend(loc="lower right")
+    figure.suptitle("Taiwan credit: hypervolume of the feasible front (one line per seed)")
+    figure.savefig(PLOT, dpi=90)
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
