@@ -301,6 +301,26 @@ class CostControlConfig(_Strict):
     min_epochs: Annotated[int, Field(ge=1)] = 2
     min_trials: Annotated[int, Field(ge=1)] = 5
     trial_budget_s: Annotated[float, Field(gt=0.0)] | None = None
+    # Multi-objective successive halving (in the spirit of MO-ASHA): at the rungs
+    # min_epochs · halving_rate^k, a student continues only when it is in the best
+    # 1/halving_rate, by non-dominated rank of (validation score at that epoch, latency
+    # measured before training), of the trials that reached the rung. A fast student
+    # with a slightly lower score is non-dominated, so it continues where the median rule
+    # stopped it. Measures every candidate's latency before training it.
+    successive_halving: bool = False
+    halving_rate: Annotated[int, Field(ge=2)] = 3
+    # Latency before training: a student's latency depends on its shape and precision,
+    # not on its trained weights, so each candidate's shape is built at its precision
+    # (no fine-tuning) and measured on the target first, in seconds. With policy
+    # `fastest`, a candidate measured no faster than the fastest student already within
+    # the limits cannot change the selection: it becomes a pruned trial naming that
+    # student, and is not trained. Leave it off when the whole front matters.
+    skip_slower_than_fastest: bool = False
+
+    @property
+    def measures_before_training(self) -> bool:
+        """Whether a rule needs each candidate's latency before it is trained."""
+        return self.successive_halving or self.skip_slower_than_fastest
 
 
 class SamplerConfig(_Strict):
@@ -618,6 +638,13 @@ def _check_consistency(config: StudyConfig, source: Path) -> None:
             "trial looks dead between two beats; raise it or leave it out (twice the interval)"
         )
     limits = config.constraints.limits()
+    if config.cost_control.skip_slower_than_fastest and policy.kind != "fastest":
+        raise UserError(
+            f"{source}: cost_control.skip_slower_than_fastest: true skips students slower "
+            f"than the fastest one within the limits, but export.policy {policy.name!r} "
+            "may select a slower student; use export.policy: fastest or turn "
+            "skip_slower_than_fastest off"
+        )
     if config.cost_control.constraint_stop and not limits:
         raise UserError(
             f"{source}: cost_control.constraint_stop: true needs a limit in constraints "

@@ -37,3 +37,17 @@ def pareto_front(values: np.ndarray, directions: Sequence[str]) -> np.ndarray:
         keep = ~(np.all(head <= remaining, axis=1) & np.any(head < remaining, axis=1))
         remaining, rows = remaining[keep], rows[keep]
     return np.sort(np.array(front, dtype=int))
+
+
+def non_dominated_ranks(values: np.ndarray, directions: Sequence[str]) -> np.ndarray:
+    """Rank of every row: 0 for the front, 1 for the front of what remains, and so on."""
+    values = np.asarray(values, dtype=float)
+    ranks = np.full(len(values), -1, dtype=int)
+    remaining = np.arange(len(values))
+    rank = 0
+    while len(remaining):
+        front = remaining[pareto_front(values[remaining], directions)]
+        ranks[front] = rank
+        remaining = np.setdiff1d(remaining, front)
+        rank += 1
+    return ranks

@@ -25,6 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from autocompress.atomic import atomic_directory
 from autocompress.baselines import BASELINES_ATTR
+from autocompress.cost_summary import cost_control_lines
 from autocompress.dashboard import (
     CHANGE_CONVENTION,
     change_with_interval,
@@ -642,6 +643,7 @@ def _measured(study: optuna.Study, selected: FrontMember | None, on_front: int) 
         f"Selection made among {len(trials)} completed trial(s) "
         f"({len(feasible_complete_trials(study))} feasible, {on_front} on the front).",
         *_seeds_items(study, selected),
+        *cost_control_lines(study.get_trials(deepcopy=False)),
     ]
     return '<ul class="measured">' + "".join(f"<li>{e(item)}</li>" for item in items) + "</ul>"
 

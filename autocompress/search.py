@@ -28,6 +28,7 @@ from autocompress.config import (
     SamplerConfig,
     StudyConfig,
 )
+from autocompress.cost_summary import ESTIMATE_ATTR, SKIPPED_ATTR, VALID_CURVE
 from autocompress.dashboard import (
     SPLIT_NAMES,
     attach_report_artifacts,
@@ -37,6 +38,8 @@ from autocompress.dashboard import (
 )
 from autocompress.errors import TrialAborted, Unsupported, UserError
 from autocompress.front import TEACHER_ROLE, compute_front, feasible_complete_trials
+from autocompress.halving import RungEntry, halving_stop_reason, rungs
+from autocompress.latency_estimate import LatencyEstimate, LatencyEstimator
 from autocompress.pipeline import Evaluation, evaluate_recipe
 from autocompress.recipe import RECIPE_FIELDS, Recipe
 from autocompress.select import parse_policy
@@ -48,7 +51,6 @@ from autocompress.tasks import Task
 MAXIMIZED = MAXIMIZED_METRICS  # accuracy, f1, roc_auc, gini, ks; brier and ece are minimised
 # Scores undefined when the labels hold a single class.
 TWO_CLASS_METRICS = ("roc_auc", "gini", "ks")
-VALID_CURVE = "valid_score_by_epoch"
 logger = logging.getLogger("autocompress")
 EPOCH_LOG_INTERVAL_S = 30.0
 """A trial's epoch is logged when 30 s have passed since its last logged one: every
@@ -225,6 +227,11 @@ class Objective:
         self.artifact_store = artifact_store
         self.teacher_parameters = sum(p.numel() for p in teacher.parameters())
         self.running: Trial | None = None
+        self.estimator = (
+            LatencyEstimator(target, loaded.config.artifacts_path / "latency_estimates")
+            if loaded.config.cost_control.measures_before_training
+            else None
+        )
 
     def __call__(self, trial: Trial) -> list[float]:
         self.running = trial  # until the next trial: the run may fail while telling it
@@ -289,6 +296,9 @@ class Objective:
                 f"same params as trial {twin.number} ({twin.state.name}): the sampler "
                 "proposed them again; not run twice",
             )
+        estimate = None
+        if self.estimator is not None and trial.user_attrs.get("role") != TEACHER_ROLE:
+            estimate = self._estimate_or_skip(trial, recipe)
         with tempfile.TemporaryDirectory(prefix="autocompress-trial-") as workdir:
             try:
                 evaluation, judgement = self.train_and_judge(
@@ -296,7 +306,10 @@ class Objective:
                     Path(workdir),
                     seed=self.task.seed,
                     on_epoch=EpochMonitor(
-                        trial, config.cost_control, last_epoch=recipe.finetune_epochs
+                        trial,
+                        config.cost_control,
+                        last_epoch=recipe.finetune_epochs,
+                        latency_ms=None if estimate is None else estimate.latency_p50_ms,
                     ),
                 )
             except (Unsupported, optuna.TrialPruned) as reason:
@@ -311,6 +324,12 @@ class Objective:
             }
         measurement = evaluation.measurement.to_dict()
         trial.set_user_attr("measurement", measurement)
+        if estimate is not None:  # how close it came: the trained model's p50 is what counts
+            trained = evaluation.measurement.latency_p50_ms
+            trial.set_user_attr(
+                ESTIMATE_ATTR,
+                {**estimate.to_dict(), "trained_ratio": trained / estimate.latency_p50_ms},
+            )
         trial.set_user_attr("student_spec", evaluation.student_spec)
         trial.set_user_attr("num_parameters", evaluation.num_parameters)
         trial.set_user_attr("artifacts", artifacts)
@@ -322,6 +341,32 @@ class Objective:
         self._describe_for_dashboard(trial, recipe, evaluation, judgement)
         observed = {**judgement.metrics, **measurement}
         return [float(observed[metric]) for metric in config.objectives.metrics]
+
+    def _estimate_or_skip(self, trial: Trial, recipe: Recipe) -> LatencyEstimate:
+        """The candidate's latency before training (recorded on the trial); with
+        `skip_slower_than_fastest`, a pruned trial when it cannot beat the fastest
+        student already within the limits."""
+        assert self.estimator is not None
+        task, teacher = self._task_and_teacher(recipe)
+        try:
+            estimate = self.estimator.estimate(task, teacher, recipe)
+        except Unsupported as reason:
+            raise pruned(trial, str(reason)) from None
+        trial.set_user_attr(ESTIMATE_ATTR, estimate.to_dict())
+        if not self.loaded.config.cost_control.skip_slower_than_fastest:
+            return estimate
+        fastest = fastest_feasible(trial.study)
+        if fastest is not None and estimate.latency_p50_ms >= fastest[1]:
+            number, latency = fastest
+            trial.set_user_attr(SKIPPED_ATTR, {"trial": number, "latency_p50_ms": latency})
+            raise pruned(
+                trial,
+                f"not trained: its shape at {recipe.precision} measured "
+                f"{estimate.latency_p50_ms:.3f} ms before training, not faster than trial "
+                f"{number} ({latency:.3f} ms), the fastest model within the limits; "
+                "policy fastest cannot select it (cost_control.skip_slower_than_fastest)",
+            )
+        return estimate
 
     def train_and_judge(
         self,
@@ -374,6 +419,13 @@ class Objective:
             *recipe.pass_chain(self.task.pruned_units),
             f"parameters: {self.teacher_parameters:,} (teacher) → {evaluation.num_parameters:,}",
         ]
+        if estimate := trial.user_attrs.get(ESTIMATE_ATTR):
+            how = "cached" if estimate["cached"] else f"measured in {estimate['seconds']:.1f} s"
+            passes.append(
+                f"latency before training: {estimate['latency_p50_ms']:.3f} ms ({how}); "
+                f"trained: {measurement['latency_p50_ms']:.3f} ms "
+                f"(×{estimate['trained_ratio']:.2f})"
+            )
         if curve:
             passes.append("validation score by epoch: " + ", ".join(f"{v:.4f}" for v in curve))
         save_trial_note(
@@ -402,10 +454,22 @@ class EpochMonitor:
     constraint rule or the median rule (see `CostControlConfig`) finds it hopeless.
     """
 
-    def __init__(self, trial: Trial, settings: CostControlConfig, last_epoch: int) -> None:
+    def __init__(
+        self,
+        trial: Trial,
+        settings: CostControlConfig,
+        last_epoch: int,
+        latency_ms: float | None = None,
+    ) -> None:
         self.trial = trial
         self.settings = settings
         self.last_epoch = last_epoch
+        self.latency_ms = latency_ms  # measured before training: successive halving's
+        self.rungs = (
+            rungs(settings.min_epochs, settings.halving_rate, last_epoch)
+            if settings.successive_halving and latency_ms is not None
+            else []
+        )
         self.started = time.monotonic()
         self.logged_at = 0.0
         self.scores: list[float] = []
@@ -433,6 +497,10 @@ class EpochMonitor:
         # measured and kept, so the sampler learns where the limit lies.
         if epoch < self.settings.min_epochs or epoch >= self.last_epoch:
             return
+        if epoch in self.rungs:
+            self._stop_unless_promoted(epoch, score)
+        if not (self.settings.constraint_stop or self.settings.median_stop):
+            return
         complete = self.trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         reached = [  # curves of completed trials that got as far as this epoch
             curve for t in complete if len(curve := t.user_attrs.get(VALID_CURVE, [])) >= epoch
@@ -441,6 +509,23 @@ class EpochMonitor:
             self._stop_if_out_of_reach(epoch, score, reached)
         if self.settings.median_stop:
             self._stop_if_below_median(epoch, score, reached)
+
+    def _stop_unless_promoted(self, epoch: int, score: float) -> None:
+        """Successive halving at a rung: every other trial that reached `epoch` (finished,
+        stopped or still running) with a latency measured before training competes."""
+        assert self.latency_ms is not None
+        states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+        peers = [
+            RungEntry(t.number, curve[epoch - 1], estimate["latency_p50_ms"])
+            for t in self.trial.study.get_trials(deepcopy=False, states=states)
+            if t.number != self.trial.number
+            and len(curve := t.user_attrs.get(VALID_CURVE, [])) >= epoch
+            and (estimate := t.user_attrs.get(ESTIMATE_ATTR))
+        ]
+        entry = RungEntry(self.trial.number, score, self.latency_ms)
+        reason = halving_stop_reason(entry, peers, epoch, self.settings.halving_rate)
+        if reason is not None:
+            raise optuna.TrialPruned(reason)
 
     def _stop_if_out_of_reach(self, epoch: int, score: float, reached: list[list[float]]) -> None:
         """The floor is learnt, not assumed: the lowest best validation score of any
@@ -482,6 +567,17 @@ class FrontSnapshots:
         if trial.state != TrialState.COMPLETE:
             return
         record_front(self.store, study, trial.number)
+
+
+def fastest_feasible(study: optuna.Study) -> tuple[int, float] | None:
+    """(trial number, p50 ms) of the fastest trial within the limits, if any (the
+    teacher counts: policy `fastest` selects it when no student is faster)."""
+    latencies = [
+        (t.number, float(latency))
+        for t in feasible_complete_trials(study)
+        if (latency := (t.user_attrs.get("measurement") or {}).get("latency_p50_ms")) is not None
+    ]
+    return min(latencies, key=lambda item: item[1], default=None)
 
 
 def record_front(store: Store, study: optuna.Study, after_trial_number: int) -> None:

@@ -27,6 +27,7 @@ from autocompress.cli._common import (
     user_errors,
 )
 from autocompress.config import load_study_config
+from autocompress.cost_summary import cost_control_lines
 from autocompress.dashboard import (
     CHANGE_CONVENTION,
     SPLIT_NAMES,
@@ -89,6 +90,8 @@ def run(
         result.baselines,
         seeds=result.seeds,
     )
+    for line in cost_control_lines(result.study.get_trials(deepcopy=False)):
+        console.print(escape(line))
     if out is not None:
         console.print(f"{_exported(out)}  (check it with: autocompress verify {escape(str(out))})")
         report = api.write_study_report(result.study, result.loaded)

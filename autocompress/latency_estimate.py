@@ -1,0 +1,99 @@
+"""Latency before training: a candidate's shape at its precision, measured untrained.
+
+A student's latency depends on its shape and precision (dense kernels), not on what
+its weights learnt, so the structural passes alone (layer drop, pruning; no
+fine-tuning) give a model that runs as fast as the trained one will. Measuring it
+takes seconds where training a text student takes many minutes, which lets rules
+skip a candidate that cannot matter (`cost_control.skip_slower_than_fastest`) or rank
+a student by its latency while it trains (`cost_control.successive_halving`). The
+trained model is still measured after training; that figure is the one that counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from autocompress.atomic import write_text_atomically
+from autocompress.cost_summary import ESTIMATE_ATTR, SKIPPED_ATTR
+from autocompress.pipeline import build_student
+from autocompress.recipe import Recipe
+from autocompress.targets import Target
+from autocompress.targets.measurement import fingerprint_id
+from autocompress.tasks import Task
+
+__all__ = ["ESTIMATE_ATTR", "SKIPPED_ATTR", "LatencyEstimate", "LatencyEstimator"]
+
+
+@dataclass(frozen=True)
+class LatencyEstimate:
+    """The untrained student's p50 on the target, and what it was keyed by."""
+
+    latency_p50_ms: float
+    key: str
+    cached: bool
+    seconds: float
+    """What measuring it cost (building, exporting, timing); 0 when it came from the cache."""
+    student_spec: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class LatencyEstimator:
+    """Measures candidates before training, cached by (student shape, precision, inputs,
+    target fingerprint) in `cache_dir` (shared by the workers of a machine)."""
+
+    def __init__(self, target: Target, cache_dir: Path | None) -> None:
+        self.target = target
+        self.cache_dir = cache_dir
+        self.target_id = fingerprint_id(target.fingerprint())
+
+    def estimate(self, task: Task, teacher: nn.Module, recipe: Recipe) -> LatencyEstimate:
+        """Raises `Unsupported` when the target cannot run `recipe` (nothing is built)."""
+        started = time.monotonic()
+        self.target.check(recipe)
+        structural = replace(recipe, finetune_epochs=0)  # no training: shape only
+        student = build_student(task, teacher, structural, seed=task.seed)
+        spec = task.model_spec(student)
+        key = self._key(spec, recipe)
+        cached = self._cached(key)
+        if cached is not None:
+            return LatencyEstimate(cached, key, cached=True, seconds=0.0, student_spec=spec)
+        with tempfile.TemporaryDirectory(prefix="autocompress-estimate-") as folder:
+            model = self.target.materialize(task, student, structural, Path(folder))
+            feed = task.measurement_feed(self.target.config.batch_size)
+            latency = self.target.measure(model.runnable, feed).latency_p50_ms
+        if self.cache_dir is not None:
+            write_text_atomically(
+                self.cache_dir / f"{key}.json",
+                json.dumps({"latency_p50_ms": latency, "student_spec": spec}, default=str),
+            )
+        seconds = time.monotonic() - started
+        return LatencyEstimate(latency, key, cached=False, seconds=seconds, student_spec=spec)
+
+    def _key(self, spec: dict[str, Any], recipe: Recipe) -> str:
+        parts = {
+            "student": spec,
+            "precision": recipe.precision,
+            "bnb_4bit_type": recipe.bnb_4bit_type if recipe.bits == 4 else None,
+            "inputs": recipe.numeric_transform,  # a credit graph carries its preprocessing
+            "target": self.target_id,
+        }
+        payload = json.dumps(parts, sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def _cached(self, key: str) -> float | None:
+        if self.cache_dir is None:
+            return None
+        path = self.cache_dir / f"{key}.json"
+        if not path.is_file():
+            return None
+        return float(json.loads(path.read_text())["latency_p50_ms"])

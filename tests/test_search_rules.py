@@ -1,0 +1,208 @@
+"""Rules that spend training where it can matter: latency measured before training (and
+skipping what cannot change a `fastest` selection), and multi-objective successive
+halving. Real studies on the embedded German credit data, real onnxruntime timings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from optuna_dashboard._note import get_note_from_system_attrs
+
+from autocompress import run_study
+from autocompress.config import CostControlConfig
+from autocompress.cost_summary import (
+    ESTIMATE_ATTR,
+    SKIPPED_ATTR,
+    cost_control_lines,
+    estimate_accuracy,
+)
+from autocompress.errors import UserError
+from autocompress.halving import RungEntry, halving_stop_reason, rungs
+from autocompress.search import VALID_CURVE, EpochMonitor
+from tests.conftest import TINY_SPACE, tiny_study_dict, write_study
+
+# A teacher wide enough that its matrix products, not the graph's fixed costs, set the
+# latency: an 80%-pruned student is then clearly faster than the teacher's shape.
+WIDE_TEACHER = {"hidden_sizes": [512, 512], "epochs": 3, "patience": 2}
+FAST = {"pruning_ratio": 0.8, "pruning_importance": "l2", "finetune_epochs": 0, "bits": 32}
+TEACHER_SHAPED = {
+    "pruning_ratio": 0.0,
+    "finetune_epochs": 1,
+    "kd_temperature": 2.0,
+    "kd_alpha": 0.5,
+    "bits": 32,
+}
+
+
+def _skipping_study(tmp_path: Path) -> Path:
+    study = tiny_study_dict(
+        tmp_path,
+        n_trials=3,
+        constraints={"max_accuracy_drop": 1.0},  # every student is within the limits
+        cost_control={"skip_slower_than_fastest": True},
+        target={"batch_size": 256, "warmup": 5, "repeats": 30},
+        warm_start=[FAST, TEACHER_SHAPED],
+    )
+    study["task"]["teacher"] = WIDE_TEACHER
+    return write_study(tmp_path, study)
+
+
+def test_a_candidate_slower_than_the_fastest_feasible_student_is_not_trained(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    study = run_study(_skipping_study(tmp_path), progress=False).study
+    teacher, fast, slow = study.trials
+    assert fast.state == TrialState.COMPLETE
+    estimate = fast.user_attrs[ESTIMATE_ATTR]
+    trained = fast.user_attrs["measurement"]["latency_p50_ms"]
+    # The trained model is measured again, and that figure is the objective.
+    assert fast.values[-1] == pytest.approx(trained)
+    assert estimate["trained_ratio"] == pytest.approx(trained / estimate["latency_p50_ms"])
+    assert 0.3 < estimate["trained_ratio"] < 3.0  # same shape, same precision
+
+    assert slow.state == TrialState.PRUNED
+    fastest = min((teacher, fast), key=lambda t: t.user_attrs["measurement"]["latency_p50_ms"])
+    assert slow.user_attrs[SKIPPED_ATTR]["trial"] == fastest.number
+    reason = slow.user_attrs["pruned_reason"]
+    assert reason.startswith("not trained:")
+    assert f"trial {fastest.number}" in reason
+    assert slow.user_attrs[ESTIMATE_ATTR]["latency_p50_ms"] >= fastest.values[-1]
+    assert "measurement" not in slow.user_attrs and VALID_CURVE not in slow.user_attrs
+
+    summary = estimate_accuracy(study.trials)
+    assert summary is not None and summary["skipped"] == 1 and summary["compared"] == 1
+    assert "1 training(s) skipped" in cost_control_lines(study.trials)[0]
+    # What a person sees on the dashboard: the estimate beside the trained latency, and
+    # the skipped trial's reason.
+    notes = study._storage.get_study_system_attrs(study._study_id)
+    assert "latency before training" in get_note_from_system_attrs(notes, fast._trial_id)["body"]
+    assert "not trained:" in get_note_from_system_attrs(notes, slow._trial_id)["body"]
+
+
+def test_the_estimate_is_cached_by_shape_precision_and_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two recipes that differ only in how they are trained share one measurement."""
+    monkeypatch.chdir(tmp_path)
+    study = tiny_study_dict(
+        tmp_path,
+        n_trials=3,
+        constraints={"max_accuracy_drop": 1.0},
+        cost_control={"successive_halving": True},
+        warm_start=[
+            {**FAST, "finetune_epochs": 1, "kd_temperature": 2.0, "kd_alpha": 0.0},
+            {**FAST, "finetune_epochs": 2, "kd_temperature": 3.0, "kd_alpha": 0.9},
+        ],
+    )
+    trials = run_study(write_study(tmp_path, study), progress=False).study.trials
+    first, second = (t.user_attrs[ESTIMATE_ATTR] for t in trials[1:])
+    assert first["key"] == second["key"]
+    assert (first["cached"], second["cached"]) == (False, True)
+    assert first["latency_p50_ms"] == second["latency_p50_ms"]
+    assert len(list((tmp_path / "artifacts" / "latency_estimates").glob("*.json"))) == 1
+
+
+def test_skipping_needs_the_fastest_policy(tmp_path: Path) -> None:
+    study = tiny_study_dict(
+        tmp_path,
+        cost_control={"skip_slower_than_fastest": True},
+        export={"policy": "best:roc_auc"},
+    )
+    with pytest.raises(UserError, match=r"cost_control.skip_slower_than_fastest.*best:roc_auc"):
+        run_study(write_study(tmp_path, study), progress=False)
+
+
+def test_rungs_grow_by_the_rate_and_stop_before_the_last_epoch() -> None:
+    assert rungs(2, 3, 30) == [2, 6, 18]
+    assert rungs(1, 2, 8) == [1, 2, 4]
+    assert rungs(2, 3, 2) == []
+
+
+def test_halving_keeps_a_fast_slightly_weaker_student_and_stops_a_slow_weak_one() -> None:
+    peers = [
+        RungEntry(1, 0.850, 4.0),
+        RungEntry(2, 0.845, 3.5),
+        RungEntry(3, 0.840, 3.8),
+        RungEntry(4, 0.830, 4.2),
+        RungEntry(5, 0.820, 4.5),
+    ]
+    fast = RungEntry(6, 0.810, 1.2)  # lowest score, fastest by far: non-dominated
+    assert halving_stop_reason(fast, peers, epoch=2, rate=3) is None
+    slow = RungEntry(7, 0.800, 5.0)  # dominated by every other trial
+    reason = halving_stop_reason(slow, peers, epoch=2, rate=3)
+    assert reason is not None and "epoch 2" in reason and "only the best 2" in reason
+    # The median rule would have stopped the fast one: its score is below every peer's.
+    assert fast.score < min(p.score for p in peers)
+
+
+def _study_with_rung_history(epoch_scores: list[tuple[float, float]]) -> optuna.Study:
+    """Finished trials with a validation curve and a pre-training latency each."""
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for number, (score, latency) in enumerate(epoch_scores):
+        study.add_trial(
+            optuna.trial.create_trial(
+                values=[score, latency],
+                user_attrs={
+                    VALID_CURVE: [score - 0.02, score, score + 0.01],
+                    ESTIMATE_ATTR: {"latency_p50_ms": latency},
+                    "trial": number,
+                },
+            )
+        )
+    return study
+
+
+@pytest.mark.parametrize(
+    ("score", "latency", "stops"),
+    [(0.81, 1.0, False), (0.80, 6.0, True), (0.90, 6.0, False)],
+    ids=["fast-slightly-weaker-continues", "slow-weak-stops", "slow-best-continues"],
+)
+def test_the_epoch_monitor_applies_halving_at_a_rung(
+    score: float, latency: float, stops: bool
+) -> None:
+    study = _study_with_rung_history([(0.85, 4.0), (0.84, 3.5), (0.83, 4.5), (0.82, 5.0)])
+    trial = study.ask()
+    settings = CostControlConfig(successive_halving=True, min_epochs=2, halving_rate=3)
+    monitor = EpochMonitor(trial, settings, last_epoch=8, latency_ms=latency)
+    monitor(1, score - 0.05)  # before the first rung: never judged
+    if stops:
+        with pytest.raises(optuna.TrialPruned, match="successive halving at epoch 2"):
+            monitor(2, score)
+    else:
+        monitor(2, score)
+        monitor(3, score)  # not a rung
+
+
+def test_successive_halving_runs_in_a_study_and_records_what_it_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    space = {**TINY_SPACE, "finetune_epochs": {"choices": [6]}, "bits": {"choices": [32]}}
+    study = tiny_study_dict(
+        tmp_path,
+        n_trials=8,
+        search_space=space,
+        cost_control={"successive_halving": True, "min_epochs": 1, "halving_rate": 2},
+    )
+    trials = run_study(write_study(tmp_path, study), progress=False).study.trials
+    students = [t for t in trials[1:] if ESTIMATE_ATTR in t.user_attrs]
+    assert len(students) >= 5  # every trained candidate was measured before training
+    stopped = [
+        t
+        for t in students
+        if t.state == TrialState.PRUNED
+        and t.user_attrs.get("pruned_reason", "").startswith("successive halving")
+    ]
+    # At rung 1 the second trial competes with the first alone: one of any two students
+    # that are not on each other's front stops there; later ones meet more peers.
+    for trial in stopped:
+        epochs = len(trial.user_attrs[VALID_CURVE])
+        assert epochs in (1, 2, 4), trial.user_attrs["pruned_reason"]
+        assert f"epoch {epochs}" in trial.user_attrs["pruned_reason"]
+    complete = [t for t in students if t.state == TrialState.COMPLETE]
+    assert complete, "someone must finish"
+    assert all(len(t.user_attrs[VALID_CURVE]) <= 6 for t in students)
