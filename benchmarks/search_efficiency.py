@@ -33,7 +33,26 @@ Writes the `search_efficiency` section of BENCHMARKS.md and
 `benchmarks/search_efficiency_credit.png`. Per-run trial records are kept in
 `runs/benchmarks/search_efficiency/` and reused by a rerun (`--fresh` runs again).
 
+Text (Twitter Financial News, MiniLM; skipped when the data is absent): for one fixed
+wall-time budget, two arms, each a study of its own (run both at once, one per core):
+
+- `search`: the shipped `fin_sentiment_minilm` study with **no warm start**, as the
+  sampler and the cost-control rules of the study file run it;
+- `hand`: the recipes a user would queue by hand, in order (dynamic int8 of the
+  teacher; then the study file's hand recipes), each trained to its end (no stopping
+  rule), until the budget runs out.
+
+Then, in one process (`--measure`), each arm's selection (the fastest student within
+the 1.0-point macro-F1 limit on the validation split, among the trials that ended
+within the budget) is timed beside the FP32 teacher and its dynamic int8 in
+interleaved rounds at 1 thread (the `text_latency.py` harness), with the validation
+and held-out test F1 changes and their paired intervals, and the minute at which the
+arm first reached it. Writes the `search_efficiency_text` section.
+
     python benchmarks/search_efficiency.py credit [--seeds 0 1 2] [--arms tpe random grid]
+    python benchmarks/search_efficiency.py text --arm search --budget-min 120 &
+    python benchmarks/search_efficiency.py text --arm hand --budget-min 120 &
+    python benchmarks/search_efficiency.py text --measure --budget-min 120
 """
 
 from __future__ import annotations
@@ -66,6 +85,7 @@ from autocompress.tasks import build_task
 
 logger = logging.getLogger("autocompress")
 STUDY = REPO / "studies" / "taiwan_credit.yaml"
+TEXT_STUDY = REPO / "studies" / "fin_sentiment_minilm.yaml"
 RECORDS = REPO / "runs" / "benchmarks" / "search_efficiency"
 PLOT = REPO / "benchmarks" / "search_efficiency_credit.png"
 STUDENT_TRIALS = {"tpe": 30, "random": 90, "tpe-halving": 30}
@@ -100,14 +120,28 @@ HAND_RECIPES: list[dict[str, Any]] = [
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("part", choices=["credit"])
+    parser.add_argument("part", choices=["credit", "text"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--arms", nargs="+", default=["tpe", "random", "grid"])
     parser.add_argument("--fresh", action="store_true", help="run again even when recorded")
+    parser.add_argument("--arm", choices=["search", "hand"], help="text: the arm to run")
+    parser.add_argument("--budget-min", type=float, default=120.0, help="text: wall time")
+    parser.add_argument("--measure", action="store_true", help="text: time both selections")
+    parser.add_argument("--rounds", type=int, default=7, help="text: interleaved rounds")
+    parser.add_argument(
+        "--artifacts",
+        type=Path,
+        default=REPO / "runs" / "artifacts",
+        help="text: where the teacher is cached (shared with the shipped study)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     torch.set_num_threads(1)
+    if args.part == "text":
+        from search_efficiency_text import run_text  # benchmarks/: the text arms
+
+        return run_text(args)
     loaded = load_study_config(STUDY)
     data = Path(loaded.config.task.data.path)
     if not data.exists():

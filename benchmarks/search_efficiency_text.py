@@ -1,0 +1,228 @@
+"""The text half of `search_efficiency.py`: the search against hand recipes, one budget.
+
+Run through `python benchmarks/search_efficiency.py text ...` (see its docstring).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from _report import REPO, machine_line, replace_section, versions_line
+from optuna.artifacts import download_artifact
+from optuna.trial import FrozenTrial, TrialState
+from text_latency import Candidate, baselines, measure_interleaved
+
+from autocompress.api import artifact_store, load_result, run_study
+from autocompress.config import load_study_config
+from autocompress.cost_summary import cost_control_lines, epochs_trained
+from autocompress.dashboard import named_constraints
+from autocompress.front import TEACHER_ROLE
+from autocompress.tasks import build_task
+
+logger = logging.getLogger("autocompress")
+TEXT_STUDY = REPO / "studies" / "fin_sentiment_minilm.yaml"
+RECORDS = REPO / "runs" / "benchmarks" / "search_efficiency"
+ARMS = ("search", "hand")
+INT8_ONLY = {  # the first thing a user tries: the teacher itself, dynamic int8
+    "layer_keep_ratio": 1.0,
+    "pruning_ratio": 0.0,
+    "ffn_pruning_ratio": 0.0,
+    "pruning_importance": "l2",
+    "finetune_epochs": 0,
+    "bits": 8,
+    "int8_mode": "dynamic",
+    "per_channel": False,
+}
+
+
+def run_text(args: argparse.Namespace) -> int:
+    loaded = load_study_config(TEXT_STUDY)
+    data = Path(loaded.config.task.data.path)
+    if not data.exists():
+        print(f"text: {data} is absent; skipped")
+        return 0
+    if args.measure:
+        return measure(args)
+    if args.arm is None:
+        raise SystemExit("text: name --arm search or --arm hand, or --measure")
+    folder = RECORDS / f"text-{args.arm}"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = study_file(args.arm, args.budget_min * 60, args.artifacts, folder)
+    logger.info("text %s: running %s for %.0f minutes", args.arm, path, args.budget_min)
+    run_study(path, storage=storage_url(folder), progress=False)
+    return 0
+
+
+def storage_url(folder: Path) -> str:
+    return f"sqlite:///{folder / 'study.db'}"
+
+
+def study_file(arm: str, budget_s: float, artifacts: Path, folder: Path) -> Path:
+    """The shipped text study as this arm runs it."""
+    raw = yaml.safe_load(TEXT_STUDY.read_text())
+    raw["study_name"] = f"efficiency-text-{arm}"
+    raw["search_space"] = str((TEXT_STUDY.parent / raw["search_space"]).resolve())
+    for key in ("path", "test_path"):
+        raw["task"]["data"][key] = str((TEXT_STUDY.parent / raw["task"]["data"][key]).resolve())
+    raw["artifacts_dir"] = str(artifacts.resolve())
+    raw["timeout"] = budget_s
+    hand = raw.pop("warm_start", [])
+    if arm == "search":
+        raw["n_trials"] = 1000  # the budget ends it
+    else:
+        # Trained to the end, one after another, as a user would; the space is widened to
+        # admit "no fine-tuning" for the int8-only recipe.
+        space = yaml.safe_load(Path(raw["search_space"]).read_text())
+        space["finetune_epochs"] = {"low": 0, "high": space["finetune_epochs"]["high"]}
+        raw["search_space"] = space
+        raw["warm_start"] = [INT8_ONLY, *hand]
+        raw["n_trials"] = 1 + len(raw["warm_start"])
+        raw["cost_control"] = {"trial_budget_s": raw["cost_control"]["trial_budget_s"]}
+    path = folder / f"{raw['study_name']}.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def within_budget(study: optuna.Study, budget_s: float) -> tuple[list[FrozenTrial], Any]:
+    """The trials that ended within the budget (counted from the teacher trial's start)."""
+    trials = study.get_trials(deepcopy=False)
+    start = min(t.datetime_start for t in trials if t.datetime_start is not None)
+    end = start + timedelta(seconds=budget_s)
+    return [t for t in trials if t.datetime_complete and t.datetime_complete <= end], start
+
+
+def selection(trials: list[FrozenTrial]) -> FrozenTrial | None:
+    """The fastest student within the study's limits on the validation split."""
+    feasible = [
+        t
+        for t in trials
+        if t.state == TrialState.COMPLETE
+        and t.user_attrs.get("role") != TEACHER_ROLE
+        and all(v <= 0 for v in named_constraints(t).values())
+    ]
+    return min(feasible, key=lambda t: t.user_attrs["measurement"]["latency_p50_ms"], default=None)
+
+
+def measure(args: argparse.Namespace) -> int:
+    budget_s = args.budget_min * 60
+    results, chosen = {}, {}
+    for arm in ARMS:
+        folder = RECORDS / f"text-{arm}"
+        path = folder / f"efficiency-text-{arm}.yaml"
+        if not path.exists():
+            raise SystemExit(f"text: run --arm {arm} first ({path} is absent)")
+        results[arm] = load_result(path, storage=storage_url(folder))
+        trials, start = within_budget(results[arm].study, budget_s)
+        chosen[arm] = (selection(trials), trials, start)
+    first = results["search"]
+    task = build_task(first.loaded.config)
+    with tempfile.TemporaryDirectory(prefix="bench-efficiency-") as workdir:
+        work = Path(workdir)
+        candidates = baselines(task, first, work)
+        for arm, (trial, _, _) in chosen.items():
+            if trial is None:
+                continue
+            model = work / f"{arm}-trial-{trial.number}.onnx"
+            download_artifact(
+                artifact_store=artifact_store(results[arm].loaded),
+                file_path=str(model),
+                artifact_id=trial.user_attrs["artifacts"]["model.onnx"],
+            )
+            candidates.append(Candidate(arm, model, trial.user_attrs["recipe_summary"]))
+        measure_interleaved(candidates, task, 1, args_for_timing(args), seq_length(first))
+    lines = text_section(candidates, chosen, results, args)
+    replace_section("search_efficiency_text", lines)
+    (RECORDS / "text-measured.json").write_text(
+        json.dumps({c.name: c.rounds for c in candidates}, indent=1)
+    )
+    print("\n".join(lines))
+    return 0
+
+
+def args_for_timing(args: argparse.Namespace) -> argparse.Namespace:
+    return argparse.Namespace(rounds=args.rounds, repeats=100, warmup=20)
+
+
+def seq_length(result) -> int:
+    return result.loaded.config.task.model.max_seq_length
+
+
+def _change(trial: FrozenTrial, split: str) -> str:
+    """Macro-F1 drop in points with its paired interval, on `split`."""
+    if split == "valid":
+        drop = trial.user_attrs.get("f1_drop")
+        interval = (trial.user_attrs.get("change_intervals") or {}).get("f1_drop")
+    else:
+        held = trial.user_attrs.get("held_out") or {}
+        drop = (held.get("changes") or {}).get("f1_drop")
+        interval = (held.get("intervals") or {}).get("f1_drop")
+    if drop is None:
+        return "–"
+    text = f"{100 * drop:+.2f}"
+    if interval:
+        text += f" [{100 * interval[0]:+.2f}, {100 * interval[1]:+.2f}]"
+    return text
+
+
+def text_section(candidates, chosen, results, args) -> list[str]:
+    teacher = candidates[0]
+    budget = args.budget_min
+    lines = [
+        "## Search efficiency, text: the search against hand recipes for one budget "
+        "(`benchmarks/search_efficiency.py text`)",
+        "",
+        machine_line(),
+        versions_line("torch", "onnxruntime", "transformers", "optuna"),
+        f"- budget: {budget:.0f} minutes of wall time per arm from the teacher trial's start; "
+        "both arms ran at the same time, one process each, one torch and one onnxruntime "
+        "thread each, on this 2-core machine; only trials that ended within the budget count",
+        "- `search`: `studies/fin_sentiment_minilm.yaml` with no warm start (sampler, "
+        "latency before training, successive halving and the constraint rule as shipped); "
+        "`hand`: dynamic int8 of the teacher, then the study file's hand recipes, each "
+        "trained to its end",
+        "- selection: the fastest student within the 1.0-point macro-F1 limit on the "
+        "validation split (point estimate, as the study judges it); Δ F1 = teacher − "
+        "student in points with the paired 95% bootstrap interval, on validation and on "
+        "the held-out test split",
+        f"- timing: batch 1, sequence length {seq_length(results['search'])}, "
+        f"{args.rounds} interleaved rounds × 100 runs in one process at the end; speed-up = "
+        "teacher FP32 p50 / p50",
+        "",
+        "| candidate | recipe | Δ F1 valid (pts) | Δ F1 test (pts) | p50 1 thr (ms) | "
+        "spread | speed-up | first reached (min) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for candidate in candidates:
+        row = chosen.get(candidate.name)
+        valid = test = reached = "–"
+        if row is not None and row[0] is not None:
+            trial, _, start = row
+            valid, test = _change(trial, "valid"), _change(trial, "test")
+            reached = f"{(trial.datetime_complete - start).total_seconds() / 60:.0f}"
+        low, high = candidate.spread(1)
+        lines.append(
+            f"| {candidate.name} | {candidate.recipe} | {valid} | {test} | "
+            f"{candidate.p50(1):.2f} | {low:.2f}–{high:.2f} | "
+            f"{teacher.p50(1) / candidate.p50(1):.2f}× | {reached} |"
+        )
+    lines.append("")
+    for arm, (trial, trials, _) in chosen.items():
+        students = [t for t in trials if t.user_attrs.get("role") != TEACHER_ROLE]
+        states = {s.name.lower(): sum(t.state == s for t in students) for s in TrialState}
+        lines.append(
+            f"- {arm}: {len(students)} student trials ended within the budget "
+            f"({', '.join(f'{n} {k}' for k, n in states.items() if n)}), "
+            f"{epochs_trained(students)} fine-tuning epochs; "
+            + (f"selected trial {trial.number}" if trial else "no student within the limit")
+        )
+        lines += [f"  - {line}" for line in cost_control_lines(students)]
+    lines.append("")
+    return lines
