@@ -8,8 +8,9 @@ shipped Taiwan study is run, on this machine and in this one process, by
 - `grid`: the usual hand recipes, queued in a fixed order (int8 only; prune 30/50/70%
   with 10 epochs of fine-tuning, then int8; distillation only: prune 50% and distil 20
   epochs, fp32). Nothing is sampled;
-- any extra arm named with `--arms` (e.g. `tpe-halving`: the default sampler with
-  `cost_control.successive_halving`),
+- extra arms named with `--arms`: `tpe-halving` (the default sampler with
+  `cost_control.successive_halving`) and `tpe-skip` (with
+  `cost_control.skip_slower_than_fastest`), 30 student trials each,
 
 each with seeds 0, 1, 2 (the sampler's seed; the grid has none, so its three runs
 differ in wall time only). Every run has its own database; all share one artifacts
@@ -88,7 +89,12 @@ STUDY = REPO / "studies" / "taiwan_credit.yaml"
 TEXT_STUDY = REPO / "studies" / "fin_sentiment_minilm.yaml"
 RECORDS = REPO / "runs" / "benchmarks" / "search_efficiency"
 PLOT = REPO / "benchmarks" / "search_efficiency_credit.png"
-STUDENT_TRIALS = {"tpe": 30, "random": 90, "tpe-halving": 30}
+STUDENT_TRIALS = {"tpe": 30, "random": 90, "tpe-halving": 30, "tpe-skip": 30}
+# Arms that turn on a cost-control rule on top of the default sampler.
+RULES = {
+    "tpe-halving": {"successive_halving": True},
+    "tpe-skip": {"skip_slower_than_fastest": True},
+}
 CHECKPOINTS = (5, 10, 20, 30, 60, 90)
 
 # The usual hand recipes, every searched field given (a field left out would be sampled).
@@ -187,8 +193,7 @@ def study_file(arm: str, seed: int, artifacts: Path, folder: Path) -> Path:
     else:
         raw["sampler"] = {"name": "random" if arm == "random" else "tpe", "seed": seed}
         raw["n_trials"] = 1 + STUDENT_TRIALS[arm]
-        if arm.endswith("-halving"):
-            raw["cost_control"] = {"successive_halving": True}
+        raw["cost_control"] = RULES.get(arm, {})
     path = folder / f"{raw['study_name']}.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
@@ -237,6 +242,10 @@ def trial_records(study: optuna.Study) -> list[dict]:
                 "feasible": trial.state == TrialState.COMPLETE
                 and all(value <= 0 for value in named_constraints(trial).values()),
                 "epochs": len(trial.user_attrs.get("valid_score_by_epoch", [])),
+                "estimate_ratio": (trial.user_attrs.get("latency_estimate") or {}).get(
+                    "trained_ratio"
+                ),
+                "skipped": "skipped_for_latency" in trial.user_attrs,
                 "pruned_reason": trial.user_attrs.get("pruned_reason"),
             }
         )
@@ -305,8 +314,9 @@ def credit_section(runs: dict[str, list[dict]], limit: float) -> list[str]:
         "- wall time: sum of the student trials' durations (teachers and baselines are "
         "trained once before any run and excluded); median [min–max] over the seeds",
         "",
-        "| arm | student trials | split | HV @10 | HV @30 | HV @90 | wall time (s) | feasible |",
-        "|---|---|---|---|---|---|---|---|",
+        "| arm | student trials | split | HV @10 | HV @30 | HV @90 | wall time (s) | feasible "
+        "| fine-tuning epochs | not trained (latency) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     curves = {
         arm: {split: [curve(r, limit, split) for r in records] for split in ("valid", "test")}
@@ -324,12 +334,16 @@ def credit_section(runs: dict[str, list[dict]], limit: float) -> list[str]:
                 sum(t["feasible"] for t in r["trials"] if not t["teacher"]) for r in records
             ]
             students = [sum(not t["teacher"] for t in r["trials"]) for r in records]
+            epochs = [sum(t.get("epochs", 0) for t in r["trials"]) for r in records]
+            skipped = [sum(bool(t.get("skipped")) for t in r["trials"]) for r in records]
             lines.append(
                 f"| {arm} | {statistics.median(students):.0f} | {split} | {' | '.join(cells)} | "
                 f"{statistics.median(wall):.0f} [{min(wall):.0f}–{max(wall):.0f}] | "
-                f"{statistics.median(feasible):.0f} |"
+                f"{statistics.median(feasible):.0f} | {statistics.median(epochs):.0f} | "
+                f"{statistics.median(skipped):.0f} |"
             )
-    lines += ["", *equal_time_lines(curves), "", f"![hypervolume]({PLOT.name})", ""]
+    lines += ["", *equal_time_lines(curves), *estimate_lines(runs)]
+    lines += ["", f"![hypervolume]({PLOT.name})", ""]
     return lines
 
 
@@ -344,6 +358,22 @@ def equal_time_lines(curves: dict) -> list[str]:
             reached = [at_time(v, c, budget) for v, c in splits[split]]
             lines.append(f"- {arm}, {split}: hypervolume {_spread(reached)}")
     return lines
+
+
+def estimate_lines(runs: dict[str, list[dict]]) -> list[str]:
+    """How close the latency measured before training came to the trained model's."""
+    lines = []
+    for arm, records in runs.items():
+        ratios = [
+            t["estimate_ratio"] for r in records for t in r["trials"] if t.get("estimate_ratio")
+        ]
+        if ratios:
+            worst = max(ratios, key=lambda r: abs(r - 1.0))
+            lines.append(
+                f"- {arm}: trained p50 / pre-training estimate over {len(ratios)} trained "
+                f"students: median {statistics.median(ratios):.2f}, worst {worst:.2f}"
+            )
+    return ["", "Latency before training:", "", *lines] if lines else []
 
 
 def plot(runs: dict[str, list[dict]]) -> None:
