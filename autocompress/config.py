@@ -367,6 +367,14 @@ class WorkersConfig(_Strict):
     # take 24m49s against 2m15s with one thread, and workers sharing a machine each
     # asked for every core.
     torch_threads: Annotated[int, Field(ge=1)] = 1
+    # How students are fine-tuned (distillation): `off` trains in fp32; `bf16` runs each
+    # step's forward and loss under torch.autocast("cpu", dtype=torch.bfloat16); `auto`
+    # times a short probe of the student's own training step both ways (cached per
+    # machine and student shape, under artifacts_dir/autocast_probes) and uses bf16 only
+    # when it is at least MIN_AUTOCAST_SPEEDUP (autocompress/autocast.py) faster: native
+    # on CPUs with AVX-512 BF16 or AMX, emulated and slower elsewhere. The teacher always
+    # trains in fp32, and validation scores are always computed in fp32.
+    autocast: Literal["off", "bf16", "auto"] = "off"
 
 
 class StudyConfig(_Strict):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch import nn
@@ -35,6 +35,9 @@ class Evaluation:
     student_spec: dict
     num_parameters: int
     files: list[str]
+    # How the passes ran (e.g. `training_autocast`: fp32 or bf16, and why); empty when
+    # there is nothing to say (workers.autocast: off).
+    training: dict = field(default_factory=dict)
 
 
 def build_student(
@@ -43,12 +46,24 @@ def build_student(
     recipe: Recipe,
     seed: int = 0,
     on_epoch: Callable[[int, float], None] | None = None,
+    *,
+    autocast: str = "off",
+    cache_dir: Path | None = None,
+    records: dict[str, object] | None = None,
 ) -> nn.Module:
-    """Run the torch passes on a copy of the teacher (the teacher itself is never changed)."""
+    """Run the torch passes on a copy of the teacher (the teacher itself is never changed).
+
+    `autocast` and `cache_dir` are `workers.autocast` and where its probes are kept;
+    what the passes report about how they ran is added to `records` when given.
+    """
     model = copy.deepcopy(teacher)
-    context = PassContext(task=task, seed=seed, on_epoch=on_epoch)
+    context = PassContext(
+        task=task, seed=seed, on_epoch=on_epoch, autocast=autocast, cache_dir=cache_dir
+    )
     for compression_pass in TORCH_PASSES:
         model = compression_pass.apply(model, recipe, context)
+    if records is not None:
+        records.update(context.records)
     return model.eval()
 
 
@@ -60,14 +75,28 @@ def evaluate_recipe(
     folder: Path,
     seed: int = 0,
     on_epoch: Callable[[int, float], None] | None = None,
+    *,
+    autocast: str = "off",
+    cache_dir: Path | None = None,
 ) -> Evaluation:
     """Compress, make the student runnable on the target (its files in `folder`),
     measure it there and predict the validation and test splits.
 
+    `autocast` and `cache_dir` as in `build_student`; its records become `training`.
     Raises `Unsupported` when the target cannot run the recipe.
     """
     target.check(recipe)
-    student = build_student(task, teacher, recipe, seed, on_epoch)
+    training: dict[str, object] = {}
+    student = build_student(
+        task,
+        teacher,
+        recipe,
+        seed,
+        on_epoch,
+        autocast=autocast,
+        cache_dir=cache_dir,
+        records=training,
+    )
     model = target.materialize(task, student, recipe, folder)
     measurement = target.measure(model.runnable, task.measurement_feed(target.config.batch_size))
     predictions = {split: task.predict(model.runnable, split) for split in SCORED_SPLITS}
@@ -79,4 +108,5 @@ def evaluate_recipe(
         student_spec=task.model_spec(student),
         num_parameters=sum(p.numel() for p in student.parameters()),
         files=[*model.files, *extras],
+        training=training,
     )

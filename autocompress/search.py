@@ -19,6 +19,7 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import FrozenTrial, Trial, TrialState
 from torch import nn
 
+from autocompress.autocast import AutocastChoice
 from autocompress.changes import Judgement, TeacherComparison
 from autocompress.config import (
     MAXIMIZED_METRICS,
@@ -324,6 +325,8 @@ class Objective:
             }
         measurement = evaluation.measurement.to_dict()
         trial.set_user_attr("measurement", measurement)
+        if evaluation.training:
+            trial.set_user_attr("training", evaluation.training)
         if estimate is not None:  # how close it came: the trained model's p50 is what counts
             trained = evaluation.measurement.latency_p50_ms
             trial.set_user_attr(
@@ -378,8 +381,17 @@ class Objective:
         """Train `recipe`'s student with `seed`, measure it (files in `folder`) and judge
         it against the teacher. Raises `Unsupported` when it cannot run."""
         task, teacher = self._task_and_teacher(recipe)
+        workers = self.loaded.config.workers
         evaluation = evaluate_recipe(
-            task, teacher, self.target, recipe, folder, seed=seed, on_epoch=on_epoch
+            task,
+            teacher,
+            self.target,
+            recipe,
+            folder,
+            seed=seed,
+            on_epoch=on_epoch,
+            autocast=workers.autocast,
+            cache_dir=self.loaded.config.artifacts_path / "autocast_probes",
         )
         return evaluation, self.comparison.judge(evaluation.predictions)
 
@@ -428,6 +440,9 @@ class Objective:
             )
         if curve:
             passes.append("validation score by epoch: " + ", ".join(f"{v:.4f}" for v in curve))
+        autocast = evaluation.training.get("training_autocast")
+        if autocast:
+            passes.append(f"training: {AutocastChoice(**autocast).describe}")
         save_trial_note(
             trial,
             completed_trial_note(

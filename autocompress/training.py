@@ -6,15 +6,19 @@ seam for multi-fidelity search (report intermediate scores, stop hopeless trials
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from tqdm import tqdm
+
+if TYPE_CHECKING:  # annotations only: training must import without the passes' modules
+    from autocompress.autocast import AutocastChoice
 
 LossFn = Callable[[Any, torch.Tensor, torch.Tensor], torch.Tensor]
 """(forward output, labels, row indices) -> scalar loss; indices let KD look up teacher outputs."""
@@ -79,6 +83,7 @@ def fit(
     extra_parameters: Iterable[nn.Parameter] = (),
     progress: str | None = None,
     batch_order: BatchOrder | None = None,
+    autocast: AutocastChoice | None = None,
 ) -> FitReport:
     """Train `model` in place; afterwards it holds the best-scoring epoch's weights.
 
@@ -87,7 +92,10 @@ def fit(
     (e.g. distillation projections); they are the caller's, and are not restored to
     their best epoch. `progress` names a progress bar over each epoch's batches.
     `batch_order` chooses which rows form each batch (default: a random permutation).
+    `autocast` (default: fp32) is the context each step's forward and loss run in;
+    backward, the optimiser and `score_fn` always run outside it, in fp32.
     """
+    precision = autocast.context if autocast is not None else contextlib.nullcontext
     generator = torch.Generator().manual_seed(settings.seed)
     order = batch_order or random_batches
     optimizer = torch.optim.AdamW(
@@ -107,7 +115,8 @@ def fit(
         for index in batches:
             optimizer.zero_grad()
             batch_inputs = tuple(tensor[index] for tensor in inputs)
-            loss = loss_fn(forward(model, batch_inputs), labels[index], index)
+            with precision():
+                loss = loss_fn(forward(model, batch_inputs), labels[index], index)
             loss.backward()
             optimizer.step()
             scheduler.step()

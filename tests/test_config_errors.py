@@ -151,6 +151,15 @@ def grace_period_within_a_beat(d: Path) -> Scenario:
     )
 
 
+def autocast_not_a_mode(d: Path) -> Scenario:
+    path = _study(d, workers={"autocast": "fast"})
+    return Scenario(
+        _run(path),
+        lambda: load_study_config(path),
+        [f"{path}: workers.autocast: ", "'off', 'bf16' or 'auto'", "(got 'fast')"],
+    )
+
+
 def n_trials_option_zero(d: Path) -> Scenario:
     path = _study(d)
     return Scenario(
@@ -497,6 +506,7 @@ CASES: dict[str, Callable[[Path], Scenario]] = {
     "n-trials-option-zero": n_trials_option_zero,
     "constraint-stop-without-limit": constraint_stop_without_limit,
     "grace-period-within-a-beat": grace_period_within_a_beat,
+    "autocast-not-a-mode": autocast_not_a_mode,
     **{f"space-inline-{name}": _bad_space_inline(name) for name in BAD_SPACES},
     **{f"space-file-{name}": _bad_space_file(name) for name in BAD_SPACES},
     "space-file-missing": search_space_file_missing,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from torch import nn
@@ -19,6 +20,10 @@ class PassContext:
     task: Task
     seed: int = 0
     on_epoch: Callable[[int, float], None] | None = None
+    autocast: str = "off"  # workers.autocast: how students train (autocompress/autocast.py)
+    cache_dir: Path | None = None  # where probes are kept (None: not kept)
+    # What passes report about how they ran (e.g. `training_autocast`), for the trial.
+    records: dict[str, object] = field(default_factory=dict)
 
 
 class TorchPass(Protocol):

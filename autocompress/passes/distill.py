@@ -8,12 +8,14 @@ which is where layer-dropped and width-pruned students lose accuracy.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from autocompress.autocast import choose_autocast
 from autocompress.passes.base import PassContext
 from autocompress.recipe import Recipe
 from autocompress.tasks.base import Task
@@ -112,21 +114,81 @@ class Distillation:
         inputs, labels = task.train_tensors()
         torch.manual_seed(ctx.seed)
         step = DistillationStep(model, recipe, task, torch.Generator().manual_seed(ctx.seed))
+        # The seed orders the batches too: retraining a recipe with another seed
+        # (finalists) is another run, not the same batches with other dropout.
+        settings = replace(task.fit_settings(recipe.finetune_epochs), seed=ctx.seed)
+        first_batch = task.batch_order(
+            len(labels), settings.batch_size, torch.Generator().manual_seed(ctx.seed)
+        )[0]
+        autocast = choose_autocast(
+            ctx.autocast,
+            probe_step(model, step, inputs, labels, first_batch),
+            ctx.cache_dir,
+            {
+                "student": task.model_spec(model),
+                "batch_size": settings.batch_size,
+                "hidden": recipe.hidden_distill_weight > 0,
+                "augment": recipe.augment_word_prob > 0,
+            },
+        )
+        if ctx.autocast != "off":
+            ctx.records["training_autocast"] = autocast.to_dict()
         fit(
             model,
             inputs,
             labels,
             loss_fn=step.loss,
             score_fn=task.validation_score,
-            # The seed orders the batches too: retraining a recipe with another seed
-            # (finalists) is another run, not the same batches with other dropout.
-            settings=replace(task.fit_settings(recipe.finetune_epochs), seed=ctx.seed),
+            settings=settings,
             on_epoch=ctx.on_epoch,
             forward=step.forward,
             extra_parameters=step.parameters(),
             batch_order=task.batch_order,
+            autocast=autocast,
         )
         return model
+
+
+def probe_step(
+    model: nn.Module,
+    step: DistillationStep,
+    inputs: tuple[torch.Tensor, ...],
+    labels: torch.Tensor,
+    index: torch.Tensor,
+) -> Callable[[bool], None]:
+    """One training step on the rows `index` (forward, loss, backward; True: under bf16
+    autocast) that leaves no trace: no optimiser step, gradients cleared, and the
+    augmentation generator, buffers and train/eval mode put back as they were, so a
+    probed student trains exactly as an unprobed one (`probe` restores the global RNG).
+    """
+    batch, batch_labels = tuple(t[index] for t in inputs), labels[index]
+    parameters = [*model.parameters(), *step.parameters()]
+
+    def run(enabled: bool) -> None:
+        was_training, generator = model.training, step.generator.get_state()
+        buffers = [(b, b.clone()) for b in model.buffers()]
+        model.train()
+        try:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled):
+                loss = step.loss(step.forward(model, batch), batch_labels, index)
+            loss.backward()
+        finally:
+            for parameter in parameters:
+                parameter.grad = None
+            with torch.no_grad():
+                for buffer, saved in buffers:
+                    buffer.copy_(saved)
+            step.generator.set_state(generator)
+            model.train(was_training)
+
+    return run
+
+
+def teacher_precision() -> torch.autocast:
+    """fp32 inside a student's autocast step: the teacher's targets (its caches, built
+    on first use, and its outputs on augmented rows) are the same whatever the student
+    trains in."""
+    return torch.autocast("cpu", enabled=False)
 
 
 @dataclass(frozen=True)
@@ -167,14 +229,16 @@ class DistillationStep:
     def forward(self, model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> StudentPass:
         augmented = None
         if self.recipe.augment_word_prob > 0:
-            inputs, augmented = self.task.augment(
-                inputs, self.recipe.augment_word_prob, self.generator
-            )
+            with teacher_precision():  # its neighbour table is built on first use
+                inputs, augmented = self.task.augment(
+                    inputs, self.recipe.augment_word_prob, self.generator
+                )
         logits, states = self._outputs(model, inputs)
         return StudentPass(logits, states, inputs, augmented)
 
     def loss(self, output: StudentPass, labels: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        teacher_logits, teacher_states = self._teacher_outputs(output, index)
+        with teacher_precision():
+            teacher_logits, teacher_states = self._teacher_outputs(output, index)
         total = self._logit_loss(output, teacher_logits, labels)
         if self.hidden is not None:
             mask = self.task.hidden_state_mask(output.inputs)
