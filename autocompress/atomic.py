@@ -86,15 +86,16 @@ def atomic_directory(
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def write_text_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, data: bytes | str) -> None:
     """Write `path` whole or not at all: a temporary sibling, then a rename, so a reader
     (another worker sharing a cache) never sees half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    payload = data.encode() if isinstance(data, str) else data
     handle, staging = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(payload)
         os.replace(staging, path)
     except BaseException:
         Path(staging).unlink(missing_ok=True)

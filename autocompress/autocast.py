@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from autocompress.atomic import write_text_atomically
+from autocompress.atomic import write_atomically
 
 MIN_AUTOCAST_SPEEDUP = 1.15
 """bf16 is used only when its step is at least this much faster than fp32's. Below it,
@@ -135,7 +135,7 @@ def choose_autocast(
     if path is not None:
         # Whole or not at all: concurrent workers may probe the same student at once.
         record = {**choice.to_dict(), "key_parts": key_parts}
-        write_text_atomically(path, json.dumps(record, indent=2, sort_keys=True))
+        write_atomically(path, json.dumps(record, indent=2, sort_keys=True))
     return choice
 
 

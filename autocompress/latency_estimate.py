@@ -21,7 +21,7 @@ from typing import Any
 
 from torch import nn
 
-from autocompress.atomic import write_text_atomically
+from autocompress.atomic import write_atomically
 from autocompress.cost_summary import ESTIMATE_ATTR, SKIPPED_ATTR
 from autocompress.pipeline import build_student
 from autocompress.recipe import Recipe
@@ -72,7 +72,7 @@ class LatencyEstimator:
             feed = task.measurement_feed(self.target.config.batch_size)
             latency = self.target.measure(model.runnable, feed).latency_p50_ms
         if self.cache_dir is not None:
-            write_text_atomically(
+            write_atomically(
                 self.cache_dir / f"{key}.json",
                 json.dumps({"latency_p50_ms": latency, "student_spec": spec}, default=str),
             )

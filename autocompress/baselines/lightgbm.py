@@ -43,9 +43,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +55,7 @@ import onnx
 import pandas as pd
 from onnx import TensorProto, helper
 
+from autocompress.atomic import write_atomically
 from autocompress.tasks.preprocessing import category_name, raw_column_feeds
 
 FORMAT = "autocompress.lightgbm-baseline/1"
@@ -212,9 +211,9 @@ class LightGBMBaseline:
         """Write `model.onnx` and `baseline.json` into `folder`; return their names."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        _write_atomic(folder / ONNX_FILE, self.onnx_model.SerializeToString())
+        write_atomically(folder / ONNX_FILE, self.onnx_model.SerializeToString())
         text = json.dumps(self.describe(), indent=2, allow_nan=False, default=_plain) + "\n"
-        _write_atomic(folder / JSON_FILE, text.encode())
+        write_atomically(folder / JSON_FILE, text.encode())
         return [ONNX_FILE, JSON_FILE]
 
 
@@ -602,17 +601,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"{type(value).__name__} is not JSON data")
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    handle, staging = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(staging, path)
-    except BaseException:
-        Path(staging).unlink(missing_ok=True)
-        raise
 
 
 __all__ = ["DEFAULT_PARAMS", "LightGBMBaseline", "fit_lightgbm"]
