@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from optuna.trial import FrozenTrial, TrialState
+if TYPE_CHECKING:  # the CLI imports this module; optuna only when a command needs it
+    from optuna.trial import FrozenTrial
 
 ESTIMATE_ATTR = "latency_estimate"
 """The untrained student's p50 on the target; `trained_ratio` once it was trained."""
@@ -71,7 +72,7 @@ def cost_control_lines(trials: Sequence[FrozenTrial]) -> list[str]:
     halved = [
         t
         for t in trials
-        if t.state == TrialState.PRUNED
+        if t.state.name == "PRUNED"
         and str(t.user_attrs.get("pruned_reason", "")).startswith(HALVING_REASON)
     ]
     if halved:
