@@ -8,7 +8,7 @@ import numpy as np
 import optuna
 import pytest
 
-from autocompress.pareto import pareto_front
+from autocompress.pareto import non_dominated_ranks, pareto_front
 
 
 def brute_force_front(values: np.ndarray, directions: list[str]) -> np.ndarray:
@@ -136,3 +136,19 @@ def test_ten_thousand_rows_in_well_under_a_second() -> None:
         dominated_by_front(costs[row])
         for row in np.random.default_rng(1).choice(excluded, 200, replace=False)
     )
+
+
+@pytest.mark.parametrize("directions", DIRECTION_SETS[:3], ids=str)
+def test_non_dominated_ranks_peel_fronts_as_the_definition_says(directions: list[str]) -> None:
+    """Rank r = on the front once every row of rank < r is removed (what successive
+    halving ranks students by)."""
+    for seed in range(5):
+        values = random_rows(seed, 60, len(directions))
+        ranks = non_dominated_ranks(values, directions)
+        remaining = np.arange(len(values))
+        rank = 0
+        while len(remaining):
+            front = remaining[brute_force_front(values[remaining], directions)]
+            assert set(np.flatnonzero(ranks == rank)) == set(front)
+            remaining = np.setdiff1d(remaining, front)
+            rank += 1
