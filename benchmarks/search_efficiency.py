@@ -10,7 +10,8 @@ shipped Taiwan study is run, on this machine and in this one process, by
   epochs, fp32). Nothing is sampled;
 - extra arms named with `--arms`: `tpe-halving` (the default sampler with
   `cost_control.successive_halving`) and `tpe-skip` (with
-  `cost_control.skip_slower_than_fastest`), 30 student trials each,
+  `cost_control.skip_slower_than_fastest`), `tpe-warm` (the hand recipes queued first,
+  then the default sampler), 30 student trials each,
 
 each with seeds 0, 1, 2 (the sampler's seed; the grid has none, so its three runs
 differ in wall time only). Every run has its own database; all share one artifacts
@@ -94,7 +95,7 @@ STUDY = REPO / "studies" / "taiwan_credit.yaml"
 TEXT_STUDY = REPO / "studies" / "fin_sentiment_minilm.yaml"
 RECORDS = REPO / "runs" / "benchmarks" / "search_efficiency"
 PLOT = REPO / "benchmarks" / "search_efficiency_credit.png"
-STUDENT_TRIALS = {"tpe": 30, "random": 90, "tpe-halving": 30, "tpe-skip": 30}
+STUDENT_TRIALS = {"tpe": 30, "random": 90, "tpe-halving": 30, "tpe-skip": 30, "tpe-warm": 30}
 # Arms that turn on a cost-control rule on top of the default sampler.
 RULES = {
     "tpe-halving": {"successive_halving": True},
@@ -206,6 +207,8 @@ def study_file(arm: str, seed: int, artifacts: Path, folder: Path) -> Path:
         raw["sampler"] = {"name": "random" if arm == "random" else "tpe", "seed": seed}
         raw["n_trials"] = 1 + STUDENT_TRIALS[arm]
         raw["cost_control"] = RULES.get(arm, {})
+        if arm == "tpe-warm":  # the hand recipes first, then the sampler: 30 in all
+            raw["warm_start"] = HAND_RECIPES
     path = folder / f"{raw['study_name']}.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
