@@ -4,6 +4,11 @@ from autocompress import run_study
 result = run_study("studies/german_credit.yaml", n_trials=20)
 result.front            # feasible Pareto front, teacher included
 result.export("out/")   # selected by the study's export policy
+
+Reading a study (its front, a report, an export whose seeds are recorded) needs only
+optuna and SQLAlchemy; torch, the tasks, the targets and the baselines (seconds of
+imports) are imported inside the functions that train, so `autocompress front` answers
+at once. tests/test_cli_imports.py holds the read commands to that.
 """
 
 from __future__ import annotations
@@ -17,14 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 import optuna
-import torch
 from optuna.trial import FrozenTrial, TrialState
-from torch import nn
 
 from autocompress.artifacts import AtomicArtifactStore
 from autocompress.atomic import check_replaceable
 from autocompress.baselines import BASELINES_ATTR
-from autocompress.baselines.study import describe_baselines
 from autocompress.changes import HELD_OUT_SPLIT, SEARCH_SPLIT, Judgement, TeacherComparison
 from autocompress.config import LoadedStudy, StudyConfig, load_study_config
 from autocompress.dashboard import seed_runs
@@ -33,17 +35,7 @@ from autocompress.export import export_trial
 from autocompress.finalists import Retrain, train_seeds
 from autocompress.front import FrontMember, compute_front, teacher_member
 from autocompress.manifest import export_refusal
-from autocompress.pipeline import SCORED_SPLITS
 from autocompress.recipe import Recipe
-from autocompress.search import (
-    FrontSnapshots,
-    Objective,
-    WarmStart,
-    build_sampler,
-    check_metrics_defined,
-    directions,
-    enqueue_first_trials,
-)
 from autocompress.select import ranked, select
 from autocompress.store import (
     Store,
@@ -54,11 +46,14 @@ from autocompress.store import (
 )
 from autocompress.store.resilience import describe, is_disk_full, is_transient
 from autocompress.store.setup_lock import setup_lock
-from autocompress.targets import Target, build_target, fingerprint_id
-from autocompress.tasks import Task, build_task
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from autocompress.report import ReportFiles
+    from autocompress.search import Objective, WarmStart
+    from autocompress.targets import Target
+    from autocompress.tasks import Task
 
 IDENTITY_ATTR = "autocompress:identity"
 TEACHER_ATTR = "autocompress:teacher"
@@ -149,6 +144,20 @@ def run_study(
     )
     config = loaded.config
     _check_outputs_writable(loaded)
+    # The training stack (seconds of imports) once the study file and folders are good.
+    import torch
+
+    from autocompress.baselines.study import describe_baselines
+    from autocompress.search import (
+        FrontSnapshots,
+        Objective,
+        WarmStart,
+        check_metrics_defined,
+        enqueue_first_trials,
+    )
+    from autocompress.targets import build_target
+    from autocompress.tasks import build_task
+
     torch.set_num_threads(config.workers.torch_threads)  # for this process: see the key
     task = build_task(config)
     # AUC, Gini, KS need both classes in the splits they are judged on.
@@ -387,6 +396,12 @@ class _Trainer:
         return train
 
     def _build(self) -> Objective:
+        import torch
+
+        from autocompress.search import Objective
+        from autocompress.targets import build_target
+        from autocompress.tasks import build_task
+
         config = self.loaded.config
         torch.set_num_threads(config.workers.torch_threads)
         task = build_task(config)
@@ -432,6 +447,9 @@ def artifact_store(loaded: LoadedStudy) -> AtomicArtifactStore:
 def _create_or_resume(loaded: LoadedStudy, target: Target, start: int = 0) -> optuna.Study:
     """Load the study or create it; `start` (how many starts came before this one)
     picks the sampler's seed, so a resume or a second worker samples anew."""
+    from autocompress.search import build_sampler, directions
+    from autocompress.targets import fingerprint_id
+
     config = loaded.config
     identity = config.identity_hash()
     machine = target.fingerprint()
@@ -559,6 +577,8 @@ def compare_with_teacher(
     A study whose stored teacher scores came from the test split (made before the search
     moved to the validation split) is refused: its trials were chosen on the test split.
     """
+    from autocompress.pipeline import SCORED_SPLITS
+
     with tempfile.TemporaryDirectory(prefix="autocompress-teacher-") as workdir:
         model = target.materialize(task, teacher, Recipe(), Path(workdir))
         predictions = {split: task.predict(model.runnable, split) for split in SCORED_SPLITS}

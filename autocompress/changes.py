@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from autocompress.config import MAXIMIZED_METRICS, ConstraintsConfig, StudyConfig
 from autocompress.errors import UserError
-from autocompress.tasks import Task
-from autocompress.tasks.metrics import Predictions
-from autocompress.tasks.resampled import stratified_indices
+
+if TYPE_CHECKING:  # export reads this module; tasks (torch, sklearn) load when judging
+    from autocompress.tasks import Task
+    from autocompress.tasks.metrics import Predictions
 
 # Scores recorded against the teacher as `<metric>_drop` or `<metric>_increase`.
 DROP_METRICS = (
@@ -105,6 +106,8 @@ class PairedBootstrap:
         resamples: int,
         seed: int,
     ) -> None:
+        from autocompress.tasks.resampled import stratified_indices  # scipy: only when judging
+
         self.task = task
         self.split = split
         self.metrics = metrics

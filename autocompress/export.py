@@ -125,7 +125,7 @@ def _graph_facts(model_path: Path) -> dict:
         return {}
     import onnx
 
-    from autocompress.tasks.tabular_onnx import CLASSES_KEY, DECISION_RULE_KEY, THRESHOLD_KEY
+    from autocompress.tasks.graph_keys import CLASSES_KEY, DECISION_RULE_KEY, THRESHOLD_KEY
 
     model = onnx.load(str(model_path), load_external_data=False)
     props = {prop.key: prop.value for prop in model.metadata_props}

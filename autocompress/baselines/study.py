@@ -25,8 +25,8 @@ from autocompress.baselines.logistic import logistic_baseline
 from autocompress.dashboard import baselines_note, save_study_note
 from autocompress.pipeline import SCORED_SPLITS
 from autocompress.targets.onnxruntime import MODEL_FILE
+from autocompress.tasks.graph_keys import DECISION_RULE_KEY, THRESHOLD_KEY
 from autocompress.tasks.metrics import choose_threshold
-from autocompress.tasks.tabular_onnx import DECISION_RULE_KEY, THRESHOLD_KEY
 
 if TYPE_CHECKING:
     import optuna

@@ -3,6 +3,8 @@ line in `TASKS`.
 
 Each kind is imported when a study uses it: the text task pulls in transformers, which
 takes seconds to import and which a credit study (or `export`, `front`) never needs.
+`Task` itself (torch, sklearn) is imported on first use too, so that reading a module
+of this package (`tabular_onnx`'s metadata keys, for `export`) does not load torch.
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ from importlib import import_module
 from typing import TYPE_CHECKING
 
 from autocompress.config import StudyConfig
-from autocompress.tasks.base import Task
 
 if TYPE_CHECKING:
+    from autocompress.tasks.base import Task
     from autocompress.tasks.credit import CreditTask
     from autocompress.tasks.text import TextTask
 
@@ -35,6 +37,10 @@ def build_task(config: StudyConfig) -> Task:
 
 
 def __getattr__(name: str) -> type[Task]:  # `from autocompress.tasks import TextTask` still works
+    if name == "Task":
+        from autocompress.tasks.base import Task
+
+        return Task
     kinds = {path.rpartition(":")[2]: kind for kind, path in TASKS.items()}
     if name in kinds:
         return task_class(kinds[name])

@@ -42,16 +42,11 @@ from autocompress.errors import Unsupported, UserError
 from autocompress.models import MLPClassifier
 from autocompress.tasks.base import Task
 from autocompress.tasks.data_files import file_sha256, resolve_data_file
+from autocompress.tasks.graph_keys import CLASSES_KEY, DECISION_RULE_KEY, THRESHOLD_KEY
 from autocompress.tasks.metrics import Predictions, choose_threshold, credit_metrics
 from autocompress.tasks.preprocessing import TabularPreprocessor
 from autocompress.tasks.resampled import credit_resampled
-from autocompress.tasks.tabular_onnx import (
-    CLASSES_KEY,
-    DECISION_RULE_KEY,
-    THRESHOLD_KEY,
-    scoring_model,
-    set_threshold,
-)
+from autocompress.tasks.tabular_onnx import scoring_model, set_threshold
 from autocompress.training import FitSettings, fit
 
 if TYPE_CHECKING:

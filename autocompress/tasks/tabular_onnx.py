@@ -26,6 +26,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, compose, helper, numpy_helper
 
+from autocompress.tasks.graph_keys import CALIBRATION_KEY, PREPROCESSING_KEY, THRESHOLD_KEY
 from autocompress.tasks.preprocessing import FEEDING, MISSING_CATEGORY, TabularPreprocessor
 
 ML_DOMAIN = "ai.onnx.ml"
@@ -37,11 +38,6 @@ LOGITS = "logits"
 PROBABILITIES = "probabilities"
 LABEL = "label"
 THRESHOLD = "post/threshold"
-THRESHOLD_KEY = "autocompress.threshold"
-CALIBRATION_KEY = "autocompress.calibration"
-PREPROCESSING_KEY = "autocompress.preprocessing"
-CLASSES_KEY = "autocompress.classes"
-DECISION_RULE_KEY = "autocompress.decision_rule"
 OUTPUTS_DOC = (
     'Outputs: "probabilities" [batch, 2] float32 = [1 - p, p], p = sigmoid(a * (logit1 - '
     'logit0) + b) the calibrated probability of class 1 (the bad class); "logits" [batch, '
