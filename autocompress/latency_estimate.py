@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import statistics
 import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
@@ -26,10 +27,12 @@ from autocompress.cost_summary import ESTIMATE_ATTR, SKIPPED_ATTR
 from autocompress.pipeline import build_student
 from autocompress.recipe import Recipe
 from autocompress.targets import Target
-from autocompress.targets.measurement import fingerprint_id
+from autocompress.targets.measurement import fingerprint_id, interleaved_rounds
 from autocompress.tasks import Task
 
 __all__ = ["ESTIMATE_ATTR", "SKIPPED_ATTR", "LatencyEstimate", "LatencyEstimator"]
+SIDE_BY_SIDE_ROUNDS = 3
+"""Rounds of the check made before a candidate is skipped (see `side_by_side`)."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,31 @@ class LatencyEstimator:
             )
         seconds = time.monotonic() - started
         return LatencyEstimate(latency, key, cached=False, seconds=seconds, student_spec=spec)
+
+    def side_by_side(
+        self, shapes: dict[str, tuple[Task, nn.Module, Recipe]], rounds: int = SIDE_BY_SIDE_ROUNDS
+    ) -> dict[str, float]:
+        """Each named recipe's untrained shape, made runnable and timed now, in
+        interleaved rounds (each round visits each once, in a shuffled order), so a load
+        that drifted since the cached figures were taken hits all alike: median p50 each.
+        """
+        with tempfile.TemporaryDirectory(prefix="autocompress-side-by-side-") as work:
+            runnables, feeds = {}, {}
+            for name, (task, teacher, recipe) in shapes.items():
+                structural = replace(recipe, finetune_epochs=0)
+                student = build_student(task, teacher, structural, seed=task.seed)
+                folder = Path(work) / name
+                folder.mkdir()
+                runnables[name] = self.target.materialize(
+                    task, student, structural, folder
+                ).runnable
+                feeds[name] = task.measurement_feed(self.target.config.batch_size)
+            p50s = interleaved_rounds(
+                lambda name: self.target.measure(runnables[name], feeds[name]),
+                list(shapes),
+                rounds,
+            )
+        return {name: statistics.median(values) for name, values in p50s.items()}
 
     def _key(self, spec: dict[str, Any], recipe: Recipe) -> str:
         parts = {

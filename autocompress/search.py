@@ -359,17 +359,30 @@ class Objective:
         if not self.loaded.config.cost_control.skip_slower_than_fastest:
             return estimate
         fastest = fastest_feasible(trial.study)
-        if fastest is not None and estimate.latency_p50_ms >= fastest[1]:
-            number, latency = fastest
-            trial.set_user_attr(SKIPPED_ATTR, {"trial": number, "latency_p50_ms": latency})
-            raise pruned(
-                trial,
-                f"not trained: its shape at {recipe.precision} measured "
-                f"{estimate.latency_p50_ms:.3f} ms before training, not faster than trial "
-                f"{number} ({latency:.3f} ms), the fastest model within the limits; "
-                "policy fastest cannot select it (cost_control.skip_slower_than_fastest)",
-            )
-        return estimate
+        if fastest is None or estimate.latency_p50_ms < fastest[1]:
+            return estimate
+        # The two figures were taken at different times (and one may come from the cache):
+        # before skipping, both shapes are timed again side by side, now.
+        number, _ = fastest
+        rival = Recipe.from_dict(trial.study.trials[number].user_attrs.get("recipe", {}))
+        timed = self.estimator.side_by_side(
+            {
+                "candidate": (*self._task_and_teacher(recipe), recipe),
+                "rival": (*self._task_and_teacher(rival), rival),
+            }
+        )
+        check = {"trial": number, "candidate_ms": timed["candidate"], "rival_ms": timed["rival"]}
+        if timed["candidate"] < timed["rival"]:
+            trial.set_user_attr("latency_side_by_side", check)
+            return estimate
+        trial.set_user_attr(SKIPPED_ATTR, check)
+        raise pruned(
+            trial,
+            f"not trained: its shape at {recipe.precision} is not faster than trial {number}, "
+            "the fastest model within the limits, timed side by side before training "
+            f"({timed['candidate']:.3f} ms against {timed['rival']:.3f} ms for its shape); "
+            "policy fastest cannot select it (cost_control.skip_slower_than_fastest)",
+        )
 
     def train_and_judge(
         self,

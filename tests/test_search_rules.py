@@ -4,6 +4,7 @@ halving. Real studies on the embedded German credit data, real onnxruntime timin
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import optuna
@@ -21,7 +22,11 @@ from autocompress.cost_summary import (
 )
 from autocompress.errors import UserError
 from autocompress.halving import RungEntry, halving_stop_reason, rungs
+from autocompress.latency_estimate import LatencyEstimator
+from autocompress.recipe import Recipe
 from autocompress.search import VALID_CURVE, EpochMonitor
+from autocompress.targets import build_target
+from autocompress.tasks import build_task
 from tests.conftest import TINY_SPACE, tiny_study_dict, write_study
 
 # A teacher wide enough that its matrix products, not the graph's fixed costs, set the
@@ -71,6 +76,9 @@ def test_a_candidate_slower_than_the_fastest_feasible_student_is_not_trained(
     assert reason.startswith("not trained:")
     assert f"trial {fastest.number}" in reason
     assert slow.user_attrs[ESTIMATE_ATTR]["latency_p50_ms"] >= fastest.values[-1]
+    # Confirmed side by side before skipping: both shapes timed again, now.
+    check = slow.user_attrs[SKIPPED_ATTR]
+    assert check["candidate_ms"] >= check["rival_ms"] > 0
     assert "measurement" not in slow.user_attrs and VALID_CURVE not in slow.user_attrs
 
     summary = estimate_accuracy(study.trials)
@@ -81,6 +89,41 @@ def test_a_candidate_slower_than_the_fastest_feasible_student_is_not_trained(
     notes = study._storage.get_study_system_attrs(study._study_id)
     assert "latency before training" in get_note_from_system_attrs(notes, fast._trial_id)["body"]
     assert "not trained:" in get_note_from_system_attrs(notes, slow._trial_id)["body"]
+
+
+def test_a_stale_cached_estimate_is_overturned_side_by_side(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cached figure taken under another load says the candidate is slow; timed beside
+    the fastest model, it is faster, so it is trained after all."""
+    monkeypatch.chdir(tmp_path)
+    first = run_study(_skipping_study(tmp_path), progress=False)
+    config = first.loaded.config
+    task = build_task(config)
+    teacher = task.teacher(config.artifacts_path / "teachers")
+    estimator = LatencyEstimator(build_target(config), config.artifacts_path / "latency_estimates")
+    fast = Recipe.from_dict(FAST)
+    stale = estimator.cache_dir / f"{estimator.estimate(task, teacher, fast).key}.json"
+    stale.write_text(json.dumps({"latency_p50_ms": 1000.0}))
+
+    middle = {**FAST, "pruning_ratio": 0.3}  # slower than FAST, faster than the teacher
+    study = tiny_study_dict(
+        tmp_path,
+        study_name="stale",
+        n_trials=3,
+        constraints={"max_accuracy_drop": 1.0},
+        cost_control={"skip_slower_than_fastest": True},
+        target={"batch_size": 256, "warmup": 5, "repeats": 30},
+        warm_start=[middle, {**FAST, "finetune_epochs": 1, "kd_temperature": 2.0}],
+    )
+    study["task"]["teacher"] = WIDE_TEACHER
+    trials = run_study(write_study(tmp_path, study, "stale.yaml"), progress=False).study.trials
+    candidate = trials[2]
+    assert candidate.user_attrs[ESTIMATE_ATTR]["cached"] is True
+    assert candidate.user_attrs[ESTIMATE_ATTR]["latency_p50_ms"] == 1000.0
+    assert candidate.state == TrialState.COMPLETE, candidate.user_attrs.get("pruned_reason")
+    check = candidate.user_attrs["latency_side_by_side"]
+    assert check["candidate_ms"] < check["rival_ms"]
 
 
 def test_the_estimate_is_cached_by_shape_precision_and_target(
