@@ -52,9 +52,8 @@ and held-out test F1 changes and their paired intervals, and the minute at which
 arm first reached it. Writes the `search_efficiency_text` section.
 
     python benchmarks/search_efficiency.py credit [--seeds 0 1 2] [--arms tpe random grid]
-    python benchmarks/search_efficiency.py text --arm search --budget-min 120 &
-    python benchmarks/search_efficiency.py text --arm hand --budget-min 120 &
-    python benchmarks/search_efficiency.py text --measure --budget-min 120
+    python benchmarks/search_efficiency.py text --arm both --budget-min 120
+    (or: --arm search and --arm hand in two processes, then --measure)
 """
 
 from __future__ import annotations
@@ -118,7 +117,9 @@ def main() -> int:
         action="store_true",
         help="credit: time every feasible student again, all in this process (interleaved)",
     )
-    parser.add_argument("--arm", choices=["search", "hand"], help="text: the arm to run")
+    parser.add_argument(
+        "--arm", choices=["search", "hand", "both"], help="text: the arm to run (both: at once)"
+    )
     parser.add_argument("--budget-min", type=float, default=120.0, help="text: wall time")
     parser.add_argument("--measure", action="store_true", help="text: time both selections")
     parser.add_argument("--rounds", type=int, default=7, help="text: interleaved rounds")

@@ -8,7 +8,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
+import subprocess
+import sys
 import tempfile
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -52,13 +56,48 @@ def run_text(args: argparse.Namespace) -> int:
     if args.measure:
         return measure(args)
     if args.arm is None:
-        raise SystemExit("text: name --arm search or --arm hand, or --measure")
+        raise SystemExit("text: name --arm search, hand or both, or --measure")
+    if args.arm == "both":
+        return run_both(args)
     folder = RECORDS / f"text-{args.arm}"
     folder.mkdir(parents=True, exist_ok=True)
+    if args.fresh:
+        (folder / "study.db").unlink(missing_ok=True)  # ours: an earlier run of this arm
     path = study_file(args.arm, args.budget_min * 60, args.artifacts, folder)
     logger.info("text %s: running %s for %.0f minutes", args.arm, path, args.budget_min)
     run_study(path, storage=storage_url(folder), progress=False)
     return 0
+
+
+GRACE_S = 120.0
+"""After the budget, a trial still training no longer counts: its arm is stopped."""
+
+
+def run_both(args: argparse.Namespace) -> int:
+    """Both arms at once, one process each (one core each on a 2-core machine), stopped
+    at the budget; then the side-by-side measurement in this process."""
+    script = Path(__file__).with_name("search_efficiency.py")
+    common = ["--budget-min", str(args.budget_min), "--artifacts", str(args.artifacts)]
+    children = {
+        arm: subprocess.Popen(
+            [sys.executable, str(script), "text", "--arm", arm, "--fresh", *common],
+            stdout=(RECORDS / f"text-{arm}.log").open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        for arm in ARMS
+    }
+    deadline = time.monotonic() + args.budget_min * 60 + GRACE_S
+    for arm, child in children.items():
+        try:
+            child.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            logger.info("text %s: over the budget; stopped (its running trial does not count)", arm)
+            child.send_signal(signal.SIGINT)  # the trial is recorded as stopped, not lost
+            try:
+                child.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                child.kill()
+    return measure(args)
 
 
 def storage_url(folder: Path) -> str:
