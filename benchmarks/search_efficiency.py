@@ -366,7 +366,8 @@ def credit_section(runs: dict[str, list[dict]], limit: float) -> list[str]:
         f"- Taiwan credit (`studies/taiwan_credit.yaml` as shipped: limits AUC drop ≤ {limit}, "
         "Brier increase ≤ 0.005, judged on the validation split); seeds "
         f"{', '.join(map(str, seeds))} per arm; one process, one torch and one onnxruntime "
-        "thread; runs one after another",
+        "thread; the runs of an arm one after another, while the machine did other work "
+        "(wall times carry that load; the latencies were re-timed together)",
         "- hypervolume of the feasible front, objectives normalised against the teacher: "
         "auc_gain = (AUC − (teacher AUC − limit)) / limit, speed_gain = 1 − latency / "
         f"teacher latency ({reference_latency(runs):.2f} ms: the median of the teacher's p50 "
@@ -376,6 +377,11 @@ def credit_section(runs: dict[str, list[dict]], limit: float) -> list[str]:
         "feasible student and the teacher of every run, in one process, interleaved "
         "rounds) where recorded, else "
         "each trial's own measurement during its run",
+        "- arms: `tpe` the default sampler alone; `random` Optuna's RandomSampler; `grid` "
+        "the study file's 5 hand recipes (int8; prune 30/50/70% + 10 epochs + int8; prune "
+        "50% + distil 20 epochs), nothing sampled; `tpe-warm` those 5 first, then the "
+        "sampler (the study as shipped); `tpe-halving`, `tpe-skip` the sampler with "
+        "`cost_control.successive_halving` / `skip_slower_than_fastest`",
         "- wall time: sum of the student trials' durations (teachers and baselines are "
         "trained once before any run and excluded); median [min–max] over the seeds",
         "",
