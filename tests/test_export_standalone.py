@@ -69,13 +69,14 @@ def test_readme_snippet_scores_a_raw_csv_without_autocompress(
     rows.loc[rows.index[2], numeric] = " 12 "  # a number written as text
     rows.to_csv(tmp_path / "applicants.csv", index=False)
 
+    bare_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     check = subprocess.run(
         [str(bare_python), "-c", readme_snippet() + "\nnp.save('out.npy', probabilities)"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=120,
-        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+        env=bare_env,
     )
     assert check.returncode == 0, check.stderr
     no_autocompress = subprocess.run(
@@ -83,6 +84,7 @@ def test_readme_snippet_scores_a_raw_csv_without_autocompress(
         cwd=tmp_path,  # where the snippet ran (the repository's folder would be on the path)
         capture_output=True,
         text=True,
+        env=bare_env,  # a PYTHONPATH set for a development checkout is not the venv's
     )
     assert no_autocompress.returncode != 0, "the bare venv must not see autocompress"
 
