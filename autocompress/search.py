@@ -363,8 +363,9 @@ class Objective:
             return estimate
         # The two figures were taken at different times (and one may come from the cache):
         # before skipping, both shapes are timed again side by side, now.
-        number, _ = fastest
-        rival = Recipe.from_dict(trial.study.trials[number].user_attrs.get("recipe", {}))
+        rival_trial, _ = fastest
+        number = rival_trial.number
+        rival = Recipe.from_dict(rival_trial.user_attrs.get("recipe", {}))
         timed = self.estimator.side_by_side(
             {
                 "candidate": (*self._task_and_teacher(recipe), recipe),
@@ -597,11 +598,11 @@ class FrontSnapshots:
         record_front(self.store, study, trial.number)
 
 
-def fastest_feasible(study: optuna.Study) -> tuple[int, float] | None:
-    """(trial number, p50 ms) of the fastest trial within the limits, if any (the
-    teacher counts: policy `fastest` selects it when no student is faster)."""
+def fastest_feasible(study: optuna.Study) -> tuple[FrozenTrial, float] | None:
+    """The fastest trial within the limits and its p50 (ms), if any (the teacher counts:
+    policy `fastest` selects it when no student is faster)."""
     latencies = [
-        (t.number, float(latency))
+        (t, float(latency))
         for t in feasible_complete_trials(study)
         if (latency := (t.user_attrs.get("measurement") or {}).get("latency_p50_ms")) is not None
     ]
