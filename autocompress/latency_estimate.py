@@ -16,23 +16,36 @@ import json
 import statistics
 import tempfile
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from autocompress.atomic import write_atomically
 from autocompress.cost_summary import ESTIMATE_ATTR, SKIPPED_ATTR
 from autocompress.pipeline import build_student
 from autocompress.recipe import Recipe
-from autocompress.targets import Target
+from autocompress.targets import Runnable, Target
 from autocompress.targets.measurement import fingerprint_id, interleaved_rounds
 from autocompress.tasks import Task
 
 __all__ = ["ESTIMATE_ATTR", "SKIPPED_ATTR", "LatencyEstimate", "LatencyEstimator"]
 SIDE_BY_SIDE_ROUNDS = 3
 """Rounds of the check made before a candidate is skipped (see `side_by_side`)."""
+KEPT_SHAPES = 4
+"""Runnable shapes kept loaded per process (a MiniLM session holds about 100 MB)."""
+
+
+@dataclass
+class _Shape:
+    """A shape made runnable, its timing batch, and the folder its files live in."""
+
+    runnable: Runnable
+    feed: dict[str, np.ndarray]
+    folder: tempfile.TemporaryDirectory
 
 
 @dataclass(frozen=True)
@@ -52,12 +65,19 @@ class LatencyEstimate:
 
 class LatencyEstimator:
     """Measures candidates before training, cached by (student shape, precision, inputs,
-    target fingerprint) in `cache_dir` (shared by the workers of a machine)."""
+    target fingerprint) in `cache_dir` (shared by the workers of a machine).
+
+    The last `KEPT_SHAPES` shapes made runnable stay loaded in this process, so the
+    side-by-side check before a skip re-times the candidate just estimated and the
+    fastest model without exporting either again (a MiniLM export takes most of a minute).
+    """
 
     def __init__(self, target: Target, cache_dir: Path | None) -> None:
         self.target = target
         self.cache_dir = cache_dir
         self.target_id = fingerprint_id(target.fingerprint())
+        self.exports = 0  # shapes made runnable by this estimator (the costly step)
+        self._kept: OrderedDict[str, _Shape] = OrderedDict()
 
     def estimate(self, task: Task, teacher: nn.Module, recipe: Recipe) -> LatencyEstimate:
         """Raises `Unsupported` when the target cannot run `recipe` (nothing is built)."""
@@ -70,10 +90,8 @@ class LatencyEstimator:
         cached = self._cached(key)
         if cached is not None:
             return LatencyEstimate(cached, key, cached=True, seconds=0.0, student_spec=spec)
-        with tempfile.TemporaryDirectory(prefix="autocompress-estimate-") as folder:
-            model = self.target.materialize(task, student, structural, Path(folder))
-            feed = task.measurement_feed(self.target.config.batch_size)
-            latency = self.target.measure(model.runnable, feed).latency_p50_ms
+        shape = self._runnable(key, task, student, structural)
+        latency = self.target.measure(shape.runnable, shape.feed).latency_p50_ms
         if self.cache_dir is not None:
             write_atomically(
                 self.cache_dir / f"{key}.json",
@@ -85,27 +103,40 @@ class LatencyEstimator:
     def side_by_side(
         self, shapes: dict[str, tuple[Task, nn.Module, Recipe]], rounds: int = SIDE_BY_SIDE_ROUNDS
     ) -> dict[str, float]:
-        """Each named recipe's untrained shape, made runnable and timed now, in
-        interleaved rounds (each round visits each once, in a shuffled order), so a load
-        that drifted since the cached figures were taken hits all alike: median p50 each.
+        """Each named recipe's untrained shape, made runnable (or still loaded) and timed
+        now, in interleaved rounds (each round visits each once, in a shuffled order), so a
+        load that drifted since the cached figures were taken hits all alike: median p50.
         """
-        with tempfile.TemporaryDirectory(prefix="autocompress-side-by-side-") as work:
-            runnables, feeds = {}, {}
-            for name, (task, teacher, recipe) in shapes.items():
-                structural = replace(recipe, finetune_epochs=0)
-                student = build_student(task, teacher, structural, seed=task.seed)
-                folder = Path(work) / name
-                folder.mkdir()
-                runnables[name] = self.target.materialize(
-                    task, student, structural, folder
-                ).runnable
-                feeds[name] = task.measurement_feed(self.target.config.batch_size)
-            p50s = interleaved_rounds(
-                lambda name: self.target.measure(runnables[name], feeds[name]),
-                list(shapes),
-                rounds,
-            )
+        loaded = {}
+        for name, (task, teacher, recipe) in shapes.items():
+            structural = replace(recipe, finetune_epochs=0)
+            student = build_student(task, teacher, structural, seed=task.seed)
+            key = self._key(task.model_spec(student), recipe)
+            loaded[name] = self._runnable(key, task, student, structural)
+        p50s = interleaved_rounds(
+            lambda name: self.target.measure(loaded[name].runnable, loaded[name].feed),
+            list(shapes),
+            rounds,
+        )
         return {name: statistics.median(values) for name, values in p50s.items()}
+
+    def _runnable(self, key: str, task: Task, student: nn.Module, recipe: Recipe) -> _Shape:
+        """The shape `key` made runnable: still loaded, or exported now and kept."""
+        if key in self._kept:
+            self._kept.move_to_end(key)
+            return self._kept[key]
+        folder = tempfile.TemporaryDirectory(prefix="autocompress-estimate-")
+        try:
+            runnable = self.target.materialize(task, student, recipe, Path(folder.name)).runnable
+        except BaseException:
+            folder.cleanup()
+            raise
+        self.exports += 1
+        shape = _Shape(runnable, task.measurement_feed(self.target.config.batch_size), folder)
+        self._kept[key] = shape
+        while len(self._kept) > KEPT_SHAPES:
+            self._kept.popitem(last=False)[1].folder.cleanup()
+        return shape
 
     def _key(self, spec: dict[str, Any], recipe: Recipe) -> str:
         parts = {

@@ -105,6 +105,14 @@ def test_a_stale_cached_estimate_is_overturned_side_by_side(
     fast = Recipe.from_dict(FAST)
     stale = estimator.cache_dir / f"{estimator.estimate(task, teacher, fast).key}.json"
     stale.write_text(json.dumps({"latency_p50_ms": 1000.0}))
+    # A check right after an estimate re-times the shapes still loaded: no new export.
+    assert estimator.exports == 0  # the first study's run cached FAST's figure on disk
+    pair = {"fast": (task, teacher, fast), "teacher": (task, teacher, Recipe())}
+    first_check = estimator.side_by_side(pair)
+    assert estimator.exports == 2
+    assert estimator.side_by_side(pair).keys() == first_check.keys()
+    assert estimator.exports == 2
+    assert first_check["fast"] < first_check["teacher"]
 
     middle = {**FAST, "pruning_ratio": 0.3}  # slower than FAST, faster than the teacher
     study = tiny_study_dict(
