@@ -213,6 +213,10 @@ class Registry:
         `head` (e.g. from `--head ID:SHA`) is checked instead of the anchor file.
         """
         versions = None if versions is None else list(versions)
+        # The anchor first: a writer appends its head there only after its commit, so
+        # every head read from it now is in the chain read below. Read the other way
+        # round, a promotion committed in between looked like deleted rows.
+        heads, anchor = self._anchored_heads(head)
         with Session(self._existing()) as session:
             entries = [
                 AuditEntry.from_row(row)
@@ -225,7 +229,6 @@ class Registry:
         problems = []
         if chain_break := audit.find_break(entries):
             problems.append(chain_break)
-        heads, anchor = self._anchored_heads(head)
         if heads and (missing := audit.find_anchor_problem(entries, heads, anchor)):
             problems.append(missing)
         checked = audit.find_row_problems(rows, entries, versions)
