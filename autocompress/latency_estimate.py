@@ -101,24 +101,33 @@ class LatencyEstimator:
         return LatencyEstimate(latency, key, cached=False, seconds=seconds, student_spec=spec)
 
     def side_by_side(
-        self, shapes: dict[str, tuple[Task, nn.Module, Recipe]], rounds: int = SIDE_BY_SIDE_ROUNDS
+        self,
+        shapes: dict[str, tuple[Task, nn.Module, Recipe, str | None]],
+        rounds: int = SIDE_BY_SIDE_ROUNDS,
     ) -> dict[str, float]:
-        """Each named recipe's untrained shape, made runnable (or still loaded) and timed
-        now, in interleaved rounds (each round visits each once, in a shuffled order), so a
-        load that drifted since the cached figures were taken hits all alike: median p50.
-        """
-        loaded = {}
-        for name, (task, teacher, recipe) in shapes.items():
-            structural = replace(recipe, finetune_epochs=0)
-            student = build_student(task, teacher, structural, seed=task.seed)
-            key = self._key(task.model_spec(student), recipe)
-            loaded[name] = self._runnable(key, task, student, structural)
+        """Each named recipe's untrained shape timed now, in interleaved rounds (each round
+        visits each once, in a shuffled order), so a load that drifted since the cached
+        figures were taken hits all alike: median p50. A shape is given with its estimate's
+        key when known: one still loaded under that key is timed without being built."""
+        loaded = {
+            name: self._loaded(task, teacher, recipe, key)
+            for name, (task, teacher, recipe, key) in shapes.items()
+        }
         p50s = interleaved_rounds(
             lambda name: self.target.measure(loaded[name].runnable, loaded[name].feed),
             list(shapes),
             rounds,
         )
         return {name: statistics.median(values) for name, values in p50s.items()}
+
+    def _loaded(self, task: Task, teacher: nn.Module, recipe: Recipe, key: str | None) -> _Shape:
+        """The shape still loaded under `key`, or built, exported and kept now."""
+        if key is not None and key in self._kept:
+            self._kept.move_to_end(key)
+            return self._kept[key]
+        structural = replace(recipe, finetune_epochs=0)
+        student = build_student(task, teacher, structural, seed=task.seed)
+        return self._runnable(self._key(task.model_spec(student), recipe), task, student, structural)
 
     def _runnable(self, key: str, task: Task, student: nn.Module, recipe: Recipe) -> _Shape:
         """The shape `key` made runnable: still loaded, or exported now and kept."""

@@ -366,10 +366,11 @@ class Objective:
         rival_trial, _ = fastest
         number = rival_trial.number
         rival = Recipe.from_dict(rival_trial.user_attrs.get("recipe", {}))
+        rival_key = (rival_trial.user_attrs.get(ESTIMATE_ATTR) or {}).get("key")
         timed = self.estimator.side_by_side(
             {
-                "candidate": (*self._task_and_teacher(recipe), recipe),
-                "rival": (*self._task_and_teacher(rival), rival),
+                "candidate": (task, teacher, recipe, estimate.key),
+                "rival": (*self._task_and_teacher(rival), rival, rival_key),
             }
         )
         check = {"trial": number, "candidate_ms": timed["candidate"], "rival_ms": timed["rival"]}

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 import yaml
 from _report import REPO, machine_line, replace_section, versions_line
 from optuna.artifacts import download_artifact
@@ -76,6 +77,7 @@ GRACE_S = 120.0
 def run_both(args: argparse.Namespace) -> int:
     """Both arms at once, one process each (one core each on a 2-core machine), stopped
     at the budget; then the side-by-side measurement in this process."""
+    prepare_teacher(args.artifacts)
     script = Path(__file__).with_name("search_efficiency.py")
     common = ["--budget-min", str(args.budget_min), "--artifacts", str(args.artifacts)]
     children = {
@@ -98,6 +100,16 @@ def run_both(args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 child.kill()
     return measure(args)
+
+
+def prepare_teacher(artifacts: Path) -> None:
+    """Train (or load) the study's teacher on both cores before the arms start, so
+    neither arm's budget pays for it and they do not both train it."""
+    torch.set_num_threads(2)
+    started = time.monotonic()
+    build_task(load_study_config(TEXT_STUDY).config).teacher(artifacts / "teachers")
+    logger.info("text teacher ready (%.0f s)", time.monotonic() - started)
+    torch.set_num_threads(1)
 
 
 def storage_url(folder: Path) -> str:

@@ -107,10 +107,15 @@ def test_a_stale_cached_estimate_is_overturned_side_by_side(
     stale.write_text(json.dumps({"latency_p50_ms": 1000.0}))
     # A check right after an estimate re-times the shapes still loaded: no new export.
     assert estimator.exports == 0  # the first study's run cached FAST's figure on disk
-    pair = {"fast": (task, teacher, fast), "teacher": (task, teacher, Recipe())}
+    pair = {"fast": (task, teacher, fast, None), "teacher": (task, teacher, Recipe(), None)}
     first_check = estimator.side_by_side(pair)
     assert estimator.exports == 2
     assert estimator.side_by_side(pair).keys() == first_check.keys()
+    assert estimator.exports == 2
+    # Given its estimate's key, a shape still loaded is timed as it is: not built again.
+    teacher_key = estimator.estimate(task, teacher, Recipe()).key
+    by_key = {"teacher": (task, teacher, Recipe(), teacher_key)}
+    assert estimator.side_by_side(by_key).keys() == {"teacher"}
     assert estimator.exports == 2
     assert first_check["fast"] < first_check["teacher"]
 
