@@ -35,6 +35,7 @@ from autocompress.export import export_trial
 from autocompress.finalists import Retrain, train_seeds
 from autocompress.front import FrontMember, compute_front, teacher_member
 from autocompress.manifest import export_refusal
+from autocompress.policies import ExplicitTrial, parse_policy
 from autocompress.recipe import Recipe
 from autocompress.select import ranked, select
 from autocompress.store import (
@@ -519,10 +520,10 @@ def _check_outputs_writable(loaded: LoadedStudy) -> None:
 def _check_policy_can_select(loaded: LoadedStudy) -> None:
     """`export.policy: trial:N` names a trial that must exist by the end of this run."""
     config = loaded.config
-    policy = config.export.policy
-    if not policy.startswith("trial:"):
+    policy = parse_policy(config.export.policy, config.where("export.policy"))
+    if not isinstance(policy, ExplicitTrial):
         return
-    number = int(policy.removeprefix("trial:"))
+    number = policy.number
     existing = 0
     if database_exists(config.storage_url):
         storage = optuna_storage(config.storage_url)

@@ -630,7 +630,7 @@ def _check_transform_search(config: StudyConfig, space: dict[str, ParamSpace]) -
 
 
 def _check_consistency(config: StudyConfig, source: Path) -> None:
-    from autocompress.select import parse_policy  # light; select owns the policies
+    from autocompress.policies import parse_policy  # light; the registry owns the names
 
     policy = parse_policy(config.export.policy, f"{source}: export.policy")
     metrics = config.objectives.metrics
@@ -647,7 +647,7 @@ def _check_consistency(config: StudyConfig, source: Path) -> None:
             "trial looks dead between two beats; raise it or leave it out (twice the interval)"
         )
     limits = config.constraints.limits()
-    if config.cost_control.skip_slower_than_fastest and policy.kind != "fastest":
+    if config.cost_control.skip_slower_than_fastest and not policy.selects_fastest:
         raise UserError(
             f"{source}: cost_control.skip_slower_than_fastest: true skips students slower "
             f"than the fastest one within the limits, but export.policy {policy.name!r} "

@@ -127,7 +127,8 @@ class LatencyEstimator:
             return self._kept[key]
         structural = replace(recipe, finetune_epochs=0)
         student = build_student(task, teacher, structural, seed=task.seed)
-        return self._runnable(self._key(task.model_spec(student), recipe), task, student, structural)
+        key = self._key(task.model_spec(student), recipe)
+        return self._runnable(key, task, student, structural)
 
     def _runnable(self, key: str, task: Task, student: nn.Module, recipe: Recipe) -> _Shape:
         """The shape `key` made runnable: still loaded, or exported now and kept."""

@@ -10,8 +10,6 @@ measurement noise. Every run writes an HTML report with the Pareto plot.
 from __future__ import annotations
 
 import logging
-import math
-import statistics
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from autocompress.config import LoadedStudy, load_study_config
 from autocompress.errors import UserError
+from autocompress.policies import Contender, Decision, Duel, parse_policy
 from autocompress.registry import ModelVersion, Registry
-from autocompress.select import parse_policy, policy_choices
 from autocompress.store import Store, check_reachable
 from autocompress.store.locks import hold_lock
 
@@ -42,32 +40,12 @@ logger = logging.getLogger("autocompress")
 
 
 @dataclass(frozen=True)
-class Contender:
-    """The champion or the challenger, as measured today on this machine."""
-
-    name: str
-    metrics: dict[str, float]
-    feasible: bool
-    p50_rounds: list[float]
-
-    @property
-    def p50(self) -> float:
-        return statistics.median(self.p50_rounds)
-
-
-@dataclass(frozen=True)
 class Today:
     """Both contenders measured here and now, on the machine and runtime named."""
 
     contenders: dict[str, Contender]
     n_rows: int
     machine_id: str
-
-
-@dataclass(frozen=True)
-class Decision:
-    replace: bool
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -92,67 +70,16 @@ def decide(
     n_rows: int,
     latency_budget_ms: float | None = None,
 ) -> Decision:
-    """Replace only when the challenger is better by the policy beyond noise.
-
-    Latency noise (`fastest`): the two candidates' per-round p50s must not overlap
-    (every round of the challenger faster than every round of the champion). Score
-    noise (`best:<metric>`, `most_accurate` = `best:accuracy`): better in the metric's
-    direction by at least 1/n_rows, which for accuracy is one more correct validation
-    example (the test split is held out: nightly decisions never read it).
-    """
-    parsed = parse_policy(policy, "export.policy")
-    if not parsed.ranks:
-        raise UserError(
-            "export.policy: nightly runs need a ranking policy "
-            f"({policy_choices(ranking_only=True)}), not {policy!r}"
-        )
+    """Replace only when the challenger is feasible and better by the policy beyond
+    noise (`Policy.beats`: how each policy tells noise from a gain)."""
+    parsed = parse_policy(policy, "export.policy", ranking=True)
     if champion is None:
         return Decision(True, "no champion yet: the first selection becomes the champion")
     if not champion.feasible and challenger.feasible:
         return Decision(True, "the champion no longer meets the study's constraints today")
     if not challenger.feasible:
         return Decision(False, "the challenger does not meet the study's constraints")
-    if parsed.kind == "best":
-        if latency_budget_ms is not None and challenger.p50 > latency_budget_ms:
-            return Decision(False, f"the challenger is over the {latency_budget_ms} ms budget")
-        return _better_score(parsed.metric, parsed.direction, challenger, champion, n_rows)
-    slower, faster = max(challenger.p50_rounds), min(champion.p50_rounds)
-    gain = 1 - challenger.p50 / champion.p50
-    if slower < faster:
-        return Decision(
-            True,
-            f"challenger p50 {challenger.p50:.4f} ms vs champion {champion.p50:.4f} ms "
-            f"({gain:.1%} faster; slowest challenger round {slower:.4f} ms < fastest "
-            f"champion round {faster:.4f} ms)",
-        )
-    return Decision(
-        False,
-        f"challenger p50 {challenger.p50:.4f} ms vs champion {champion.p50:.4f} ms "
-        f"({gain:+.1%}): not faster beyond measurement noise (round p50s overlap: "
-        f"{min(challenger.p50_rounds):.4f}–{slower:.4f} vs "
-        f"{faster:.4f}–{max(champion.p50_rounds):.4f} ms)",
-    )
-
-
-def _better_score(
-    metric: str, direction: str, challenger: Contender, champion: Contender, n_rows: int
-) -> Decision:
-    """Whether the challenger's `metric` beats the champion's by at least 1/n_rows."""
-    new, old = challenger.metrics.get(metric, math.nan), champion.metrics.get(metric, math.nan)
-    scores = f"challenger {metric} {new:.4f} vs champion {old:.4f}"
-    margin = (new - old) if direction == "maximize" else (old - new)
-    if math.isnan(margin):
-        return Decision(False, f"{scores}: not comparable (a score is undefined)")
-    if metric == "accuracy":  # in test examples, as people count them
-        if margin * n_rows >= 1 - 1e-9:
-            return Decision(True, f"{scores} (+{margin * n_rows:.0f} of {n_rows} test examples)")
-        return Decision(False, f"{scores}: not better by a single test example")
-    better = "higher" if direction == "maximize" else "lower"
-    if margin * n_rows >= 1 - 1e-9:
-        return Decision(True, f"{scores} ({better} by {margin:.4f} ≥ 1/{n_rows} test rows)")
-    return Decision(
-        False, f"{scores}: not {better} by at least 1/{n_rows} ({1 / n_rows:.4f}, one test row)"
-    )
+    return parsed.beats(Duel(challenger, champion, n_rows, latency_budget_ms))
 
 
 def run_nightly(
@@ -174,11 +101,7 @@ def run_nightly(
     loaded = load_study_config(study_file, storage=storage, data=data)
     config = loaded.config
     base = config.study_name
-    if not parse_policy(config.export.policy, config.where("export.policy")).ranks:
-        raise UserError(
-            f"{config.where('export.policy')}: nightly runs need a ranking policy "
-            f"({policy_choices(ranking_only=True)}), not {config.export.policy!r}"
-        )
+    parse_policy(config.export.policy, config.where("export.policy"), ranking=True)
     if config.target.runtime != "onnxruntime":
         raise UserError(
             f"{config.where('target.runtime')}: nightly runs re-measure exported ONNX "

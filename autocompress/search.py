@@ -42,8 +42,8 @@ from autocompress.front import TEACHER_ROLE, compute_front, feasible_complete_tr
 from autocompress.halving import RungEntry, halving_stop_reason, rungs
 from autocompress.latency_estimate import LatencyEstimate, LatencyEstimator
 from autocompress.pipeline import Evaluation, evaluate_recipe
+from autocompress.policies import LATENCY, parse_policy
 from autocompress.recipe import RECIPE_FIELDS, Recipe
-from autocompress.select import parse_policy
 from autocompress.store import Store
 from autocompress.store.resilience import describe, is_disk_full
 from autocompress.targets import Target
@@ -175,7 +175,7 @@ def check_metrics_defined(
         for key, metric, _, _ in config.constraints.limits()
     ]
     policy = parse_policy(config.export.policy, where("export.policy"))
-    if policy.kind == "best":
+    if policy.metric not in (None, LATENCY):
         uses.append(
             (f"{where('export.policy')}: {policy.name}", policy.metric, "pick another policy")
         )

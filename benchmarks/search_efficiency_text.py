@@ -78,6 +78,7 @@ def run_both(args: argparse.Namespace) -> int:
     """Both arms at once, one process each (one core each on a 2-core machine), stopped
     at the budget; then the side-by-side measurement in this process."""
     prepare_teacher(args.artifacts)
+    RECORDS.mkdir(parents=True, exist_ok=True)
     script = Path(__file__).with_name("search_efficiency.py")
     common = ["--budget-min", str(args.budget_min), "--artifacts", str(args.artifacts)]
     children = {

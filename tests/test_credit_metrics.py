@@ -31,8 +31,16 @@ from autocompress.dashboard import constraint_label, infeasible_reason
 from autocompress.errors import UserError
 from autocompress.front import FrontMember
 from autocompress.nightly import Contender, decide
+from autocompress.policies import (
+    BEST_METRICS,
+    Best,
+    ExplicitTrial,
+    Fastest,
+    parse_policy,
+    policy_choices,
+)
 from autocompress.search import check_metrics_defined, directions
-from autocompress.select import BEST_METRICS, choose, parse_policy, policy_choices
+from autocompress.select import choose
 from autocompress.tasks.metrics import (
     choose_threshold,
     classification_metrics,
@@ -360,12 +368,20 @@ def test_check_metrics_defined_for_policies_and_multiclass_text() -> None:
 
 # -- policies ------------------------------------------------------------------------------
 def test_parse_policy() -> None:
-    assert parse_policy("fastest").kind == "fastest"
+    assert isinstance(parse_policy("fastest"), Fastest) and parse_policy("fastest").selects_fastest
     accurate = parse_policy("most_accurate")
-    assert (accurate.kind, accurate.metric, accurate.direction) == ("best", "accuracy", "maximize")
+    assert isinstance(accurate, Best) and not accurate.selects_fastest
+    assert (accurate.name, accurate.metric, accurate.direction) == (
+        "most_accurate",
+        "accuracy",
+        "maximize",
+    )
     assert parse_policy("best:brier").direction == "minimize"
     assert parse_policy("best:gini").direction == "maximize"
-    assert parse_policy("trial:12").trial_number == 12
+    named = parse_policy("trial:12")
+    assert isinstance(named, ExplicitTrial) and named.number == 12 and not named.ranks
+    with pytest.raises(UserError, match="nightly runs need a ranking policy"):
+        parse_policy("trial:12", "export.policy", ranking=True)
     assert BEST_METRICS == ("accuracy", "f1", "roc_auc", "gini", "ks", "brier", "ece")
     for bad in ("best:nonsense", "best:latency_p50_ms", "best:", "trial:x", "slowest"):
         with pytest.raises(UserError, match="is not allowed; allowed values: fastest"):

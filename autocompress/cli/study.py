@@ -40,7 +40,7 @@ from autocompress.dashboard import (
     short_change_label,
     split_label,
 )
-from autocompress.select import policy_choices
+from autocompress.policies import parse_policy, policy_choices
 
 if TYPE_CHECKING:
     from autocompress.front import FrontMember
@@ -172,6 +172,8 @@ def export(
 ) -> None:
     """Export one trial of a study as a verifiable folder."""
     load_study_config(study_file, storage=storage, study_name=study_name)
+    if policy is not None:
+        parse_policy(policy)  # a bad policy is refused before the study is opened
     if sign_key is not None:
         from autocompress.manifest import load_private_key
 
