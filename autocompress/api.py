@@ -28,7 +28,7 @@ from autocompress.artifacts import AtomicArtifactStore
 from autocompress.atomic import check_replaceable
 from autocompress.baselines import BASELINES_ATTR
 from autocompress.changes import HELD_OUT_SPLIT, SEARCH_SPLIT, Judgement, TeacherComparison
-from autocompress.config import LoadedStudy, StudyConfig, load_study_config
+from autocompress.config import LoadedStudy, StudyConfig, StudySource, as_loaded
 from autocompress.dashboard import seed_runs
 from autocompress.errors import StorageUnavailable, TrialAborted, UserError
 from autocompress.export import export_trial
@@ -116,7 +116,7 @@ class StoredFront(NamedTuple):
 
 
 def run_study(
-    study_file: str | Path,
+    study_file: StudySource,
     *,
     n_trials: int | None = None,
     timeout: float | None = None,
@@ -134,7 +134,7 @@ def run_study(
     `warm_start` recipes. Everything a user can get wrong is checked before anything
     is written. `progress` shows Optuna's progress bar (the CLI draws its own).
     """
-    loaded = load_study_config(
+    loaded = as_loaded(
         study_file,
         n_trials=n_trials,
         timeout=timeout,
@@ -236,19 +236,19 @@ def run_study(
 
 
 def load_result(
-    study_file: str | Path, *, storage: str | None = None, study_name: str | None = None
+    study_file: StudySource, *, storage: str | None = None, study_name: str | None = None
 ) -> StudyResult:
     """An existing study, for reading its front or exporting from it."""
-    loaded = load_study_config(study_file, storage=storage, study_name=study_name)
+    loaded = as_loaded(study_file, storage=storage, study_name=study_name)
     return StudyResult(study=_load_existing(loaded), loaded=loaded)
 
 
 def stored_front(
-    study_file: str | Path, *, storage: str | None = None, study_name: str | None = None
+    study_file: StudySource, *, storage: str | None = None, study_name: str | None = None
 ) -> StoredFront:
     """The latest front snapshot from our tables (what `autocompress front` prints),
     the teacher trial and the study's baselines (LightGBM, ...) for reference."""
-    loaded = load_study_config(study_file, storage=storage, study_name=study_name)
+    loaded = as_loaded(study_file, storage=storage, study_name=study_name)
     study = _load_existing(loaded)
     store = Store(loaded.config.storage_url)
     try:

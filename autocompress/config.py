@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -517,6 +517,31 @@ def load_study_config(path: str | Path, **overrides: Any) -> LoadedStudy:
     _check_consistency(config, source)
     _check_warm_start(config.warm_start, space, config.where("warm_start"))
     return LoadedStudy(config=config, space=space, source=source)
+
+
+StudySource = str | Path | LoadedStudy
+"""A study file to read, or one read already (the CLI reads a file once and passes it on)."""
+RUN_OVERRIDES = ("study_name", "n_trials", "timeout", "sampler_seed")
+"""The overrides a study read already can still take: none of them names a file."""
+
+
+def as_loaded(study: StudySource, **overrides: Any) -> LoadedStudy:
+    """`study` read and validated with `overrides` (see `load_study_config`); a study read
+    already is not read again, and takes only `RUN_OVERRIDES` (None: left alone)."""
+    if not isinstance(study, LoadedStudy):
+        return load_study_config(study, **overrides)
+    given = {key: value for key, value in overrides.items() if value is not None}
+    if unknown := sorted(set(given) - set(RUN_OVERRIDES)):
+        raise TypeError(f"{unknown} are resolved when the study file is read: pass them there")
+    if not given:
+        return study
+    config = study.config
+    update = {key: given[key] for key in ("study_name", "n_trials", "timeout") if key in given}
+    if "sampler_seed" in given:
+        update["sampler"] = config.sampler.model_copy(update={"seed": given["sampler_seed"]})
+    changed = config.model_copy(update=update)
+    changed._overridden = config._overridden | frozenset(given)
+    return replace(study, config=changed)
 
 
 def parse_search_space(

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from autocompress.config import LoadedStudy, load_study_config
+from autocompress.config import LoadedStudy, StudySource, as_loaded
 from autocompress.errors import UserError
 from autocompress.policies import Contender, Decision, Duel, parse_policy
 from autocompress.registry import ModelVersion, Registry
@@ -83,7 +83,7 @@ def decide(
 
 
 def run_nightly(
-    study_file: str | Path,
+    study_file: StudySource,
     *,
     storage: str | None = None,
     n_trials: int | None = None,
@@ -98,7 +98,7 @@ def run_nightly(
     """One nightly run; `n_trials` sampled trials come on top of the warm starts.
     `progress` shows Optuna's progress bar (the CLI draws its own)."""
     now = now or datetime.now(UTC)
-    loaded = load_study_config(study_file, storage=storage, data=data)
+    loaded = as_loaded(study_file, storage=storage, data=data)
     config = loaded.config
     base = config.study_name
     parse_policy(config.export.policy, config.where("export.policy"), ranking=True)
@@ -125,9 +125,7 @@ def run_nightly(
                 planned,
             )
             result = run_study(
-                study_file,
-                storage=storage,
-                data=data,
+                loaded,
                 study_name=name,
                 n_trials=planned,
                 # A new seed each night, so the sampled trials do not repeat last night's.

@@ -45,7 +45,7 @@ def nightly(
     ] = None,
 ) -> None:
     """Re-optimize in a dated, warm-started study; replace the champion only if clearly better."""
-    load_study_config(study_file, storage=storage, data=data)  # bad input answers fast
+    loaded = load_study_config(study_file, storage=storage, data=data)  # bad input answers fast
     import optuna
 
     from autocompress.nightly import run_nightly
@@ -54,10 +54,8 @@ def nightly(
     log_progress_messages()
     with stoppable(), progress_bar() as (progress, callback):
         outcome = run_nightly(
-            study_file,
-            storage=storage,
+            loaded,
             n_trials=n_trials,
-            data=data,
             rounds=rounds,
             lock_ttl_s=lock_ttl,
             report_dir=report_dir,
@@ -66,7 +64,7 @@ def nightly(
         )
     from autocompress.api import load_result
 
-    result = load_result(study_file, storage=storage, study_name=outcome.study_name)
+    result = load_result(loaded, study_name=outcome.study_name)
     print_front(result.front, result.teacher, f"Pareto front of {outcome.study_name}")
     verdict = "[yellow]kept[/]"
     if outcome.decision.replace:

@@ -68,15 +68,15 @@ def run(
         "study_name": study_name,
         "data": data,
     }
-    planned = load_study_config(study_file, **overrides).config.n_trials
+    loaded = load_study_config(study_file, **overrides)  # read once, passed on
     import optuna
 
     from autocompress import api
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     log_progress_messages()
-    with stoppable(), progress_bar(planned) as (_, callback):
-        result = api.run_study(study_file, **overrides, callbacks=[callback], progress=False)
+    with stoppable(), progress_bar(loaded.config.n_trials) as (_, callback):
+        result = api.run_study(loaded, callbacks=[callback], progress=False)
     config = result.loaded.config
     out = None
     if export:
@@ -109,10 +109,10 @@ def report(
     study_name: StudyNameOption = None,
 ) -> None:
     """Write a study's HTML report: the front with held-out intervals, what was measured."""
-    load_study_config(study_file, storage=storage, study_name=study_name)
+    loaded = load_study_config(study_file, storage=storage, study_name=study_name)
     from autocompress import api
 
-    result = api.load_result(study_file, storage=storage, study_name=study_name)
+    result = api.load_result(loaded)
     files = api.write_study_report(result.study, result.loaded, out)
     console.print(f"report: {escape(str(files.html))} (plot: {escape(str(files.png))})")
 
@@ -126,10 +126,10 @@ def front(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Print the latest stored Pareto front of a study."""
-    load_study_config(study_file, storage=storage, study_name=study_name)
+    loaded = load_study_config(study_file, storage=storage, study_name=study_name)
     from autocompress import api
 
-    stored = api.stored_front(study_file, storage=storage, study_name=study_name)
+    stored = api.stored_front(loaded)
     if as_json:
         sys.stdout.write(json.dumps([m.to_dict() for m in stored.members], indent=2) + "\n")
     else:
@@ -171,7 +171,7 @@ def export(
     ] = None,
 ) -> None:
     """Export one trial of a study as a verifiable folder."""
-    load_study_config(study_file, storage=storage, study_name=study_name)
+    loaded = load_study_config(study_file, storage=storage, study_name=study_name)
     if policy is not None:
         parse_policy(policy)  # a bad policy is refused before the study is opened
     if sign_key is not None:
@@ -180,7 +180,7 @@ def export(
         load_private_key(sign_key)  # a bad key is refused before any work
     from autocompress import api
 
-    result = api.load_result(study_file, storage=storage, study_name=study_name)
+    result = api.load_result(loaded)
     path = result.export(out, policy=policy, overwrite=overwrite, sign_key=sign_key, seeds=seeds)
     signed = f", signed with {escape(str(sign_key))}" if sign_key is not None else ""
     console.print(f"{_exported(path)}{signed}")
