@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from autocompress.errors import UserError
 from autocompress.recipe import RECIPE_FIELDS, FieldSpec
+from autocompress.targets import TARGETS
+from autocompress.tasks import TASKS
 
 logger = logging.getLogger("autocompress")
 
@@ -212,7 +214,6 @@ class TextTaskConfig(_Strict):
 
 
 TaskConfig = Annotated[CreditTaskConfig | TextTaskConfig, Field(discriminator="kind")]
-TASK_KINDS = ("credit", "text")
 
 
 class ObjectivesConfig(_Strict):
@@ -264,7 +265,7 @@ class TargetConfig(_Strict):
     # onnxruntime: exported ONNX graphs; torch-cuda: the PyTorch model on a GPU, with
     # bitsandbytes for 8 and 4 bits (execution_provider and intra_op_threads are
     # onnxruntime settings).
-    runtime: Literal["onnxruntime", "torch-cuda"] = "onnxruntime"
+    runtime: Literal[tuple(TARGETS)] = next(iter(TARGETS))  # type: ignore[valid-type]
     execution_provider: str = "CPUExecutionProvider"
     intra_op_threads: Annotated[int, Field(ge=1)] = 1
     batch_size: Annotated[int, Field(ge=1)] = 256
@@ -566,13 +567,13 @@ def parse_search_space(
 def _check_fields_apply(space: dict[str, ParamSpace], kind: str, runtime: str, where: str) -> None:
     """A field the task or target cannot act on would be searched for nothing: refuse it."""
     for name in space:
-        tasks = RECIPE_FIELDS[name].tasks
+        tasks = RECIPE_FIELDS[name].tasks or tuple(TASKS)
         if kind not in tasks:
             raise UserError(
                 f"{where}.{name}: does not apply to task kind {kind!r} (only to "
                 f"{', '.join(tasks)}); remove it from the search space"
             )
-        runtimes = RECIPE_FIELDS[name].runtimes
+        runtimes = RECIPE_FIELDS[name].runtimes or tuple(TARGETS)
         if runtime not in runtimes:
             raise UserError(
                 f"{where}.{name}: does not apply to target.runtime {runtime!r} (only to "

@@ -102,14 +102,11 @@ def run_nightly(
     config = loaded.config
     base = config.study_name
     parse_policy(config.export.policy, config.where("export.policy"), ranking=True)
-    if config.target.runtime != "onnxruntime":
-        raise UserError(
-            f"{config.where('target.runtime')}: nightly runs re-measure exported ONNX "
-            "models; use runtime onnxruntime"
-        )
     check_reachable(config.storage_url)
     with hold_lock(config.storage_url, f"nightly:{base}", lock_ttl_s) as lock:
         from autocompress.api import run_study
+
+        _check_target_reloads(loaded)
 
         Store(config.storage_url).close()  # our tables, the registry's included
         with Registry(config.storage_url) as registry:
@@ -251,14 +248,14 @@ def _measure_today(
     """
     from autocompress.api import TEACHER_ATTR
     from autocompress.changes import SEARCH_SPLIT, drops_and_constraints
-    from autocompress.targets import OnnxRuntimeTarget, build_target, fingerprint_id
+    from autocompress.targets import ReloadsExports, build_target, fingerprint_id
     from autocompress.targets.measurement import interleaved_rounds
     from autocompress.tasks import build_task
 
     config = loaded.config
     task = build_task(config)
     target = build_target(config)
-    assert isinstance(target, OnnxRuntimeTarget)  # run_nightly checked the runtime
+    assert isinstance(target, ReloadsExports)  # run_nightly checked the runtime
     teacher = study.user_attrs[TEACHER_ATTR]["metrics"]
     folders = {"challenger": challenger_dir}
     if champion_dir is not None:
@@ -281,6 +278,22 @@ def _measure_today(
             p50_rounds=p50s[name],
         )
     return Today(contenders, len(task.labels(SEARCH_SPLIT)), fingerprint_id(target.fingerprint()))
+
+
+def _check_target_reloads(loaded: LoadedStudy) -> None:
+    """A nightly re-measures the champion and the challenger from their export folders:
+    the study's target must be able to run an exported model again."""
+    from autocompress.targets import TARGETS, ReloadsExports, target_class
+
+    runtime = loaded.config.target.runtime
+    if issubclass(target_class(runtime), ReloadsExports):
+        return
+    able = [name for name in TARGETS if issubclass(target_class(name), ReloadsExports)]
+    raise UserError(
+        f"{loaded.config.where('target.runtime')}: nightly runs re-measure the exported "
+        f"champion and challenger, and runtime {runtime!r} cannot run an exported model "
+        f"again; use {' or '.join(able)}"
+    )
 
 
 def _champion_trial(study: optuna.Study, champion_recipe: dict[str, Any] | None) -> int | None:

@@ -143,8 +143,8 @@ class FieldSpec:
     high: float | None = None
     choices: tuple[Any, ...] | None = None
     active: Callable[[Mapping[str, Any]], bool] = lambda params: True
-    tasks: tuple[str, ...] = ("credit", "text")
-    runtimes: tuple[str, ...] = ("onnxruntime", "torch-cuda")
+    tasks: tuple[str, ...] | None = None  # None: every registered task kind
+    runtimes: tuple[str, ...] | None = None  # None: every registered target runtime
     note: str = ""
 
 

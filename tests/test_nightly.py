@@ -200,3 +200,20 @@ def test_decide_replaces_only_beyond_noise(
     decision = decide(policy, challenger, champion, n_rows=200)
     assert decision.replace is replace
     assert why in decision.reason
+
+
+def test_nightly_needs_a_target_that_runs_exports_again(tmp_path: Path) -> None:
+    space = {"pruning_ratio": {"low": 0.0, "high": 0.5}, "bits": {"choices": [32, 8]}}
+    definition = tiny_study_dict(
+        tmp_path, search_space=space, target={"runtime": "torch-cuda", "batch_size": 32}
+    )
+    path = write_study(tmp_path, definition)
+    process = autocompress_cli("nightly", str(path), cwd=tmp_path)
+    assert process.returncode == 2, process.stderr
+    assert "target.runtime" in process.stderr and "'torch-cuda' cannot run an exported" in (
+        process.stderr
+    )
+    assert "use onnxruntime" in process.stderr
+    with create_engine(storage_url(path)).connect() as connection:  # the lock was released
+        assert connection.execute(text("SELECT count(*) FROM autocompress_locks")).scalar() == 0
+    assert not [n for n in optuna.get_all_study_names(storage_url(path)) if ".nightly." in n]

@@ -1,38 +1,56 @@
 """Targets: where a trial's model runs and is measured. A new runtime or device is a
-new module here, implementing `Target` (see `base.py`), plus one line in `TARGETS`."""
+new module here, implementing `Target` (see `base.py`), plus one line in `TARGETS`.
+
+`TARGETS` owns the runtime names: the study file's `target.runtime` accepts its keys
+(the first is the default) and nothing else spells them. Each target is imported when a
+study uses it (onnxruntime, torch and bitsandbytes take seconds to import), so reading
+the names here, as the study file check does, loads none of them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-from autocompress.config import StudyConfig
-from autocompress.targets.base import Materialized, Runnable, Target
-from autocompress.targets.measurement import Measurement, fingerprint_id, machine_fingerprint
-from autocompress.targets.onnxruntime import OnnxRuntimeTarget, OnnxSession
-from autocompress.targets.torch_cuda import TorchCudaTarget, TorchModel
+if TYPE_CHECKING:
+    from autocompress.config import StudyConfig
+    from autocompress.targets.base import Target
 
-TARGETS: dict[str, Callable[..., Target]] = {
-    "onnxruntime": OnnxRuntimeTarget,
-    "torch-cuda": TorchCudaTarget,
+# runtime name -> "module:class"
+TARGETS: dict[str, str] = {
+    "onnxruntime": "autocompress.targets.onnxruntime:OnnxRuntimeTarget",
+    "torch-cuda": "autocompress.targets.torch_cuda:TorchCudaTarget",
 }
+
+_EXPORTS = {  # what this package offers, by the module that defines it
+    "Materialized": "base",
+    "Runnable": "base",
+    "Target": "base",
+    "ReloadsExports": "base",
+    "Measurement": "measurement",
+    "fingerprint_id": "measurement",
+    "machine_fingerprint": "measurement",
+    "OnnxRuntimeTarget": "onnxruntime",
+    "OnnxSession": "onnxruntime",
+    "TorchCudaTarget": "torch_cuda",
+    "TorchModel": "torch_cuda",
+}
+
+
+def target_class(runtime: str) -> type[Target]:
+    module, _, name = TARGETS[runtime].partition(":")
+    return getattr(import_module(module), name)
 
 
 def build_target(config: StudyConfig) -> Target:
     """The study's target; an unusable one raises `UserError` naming the study file."""
-    return TARGETS[config.target.runtime](config.target, where=config.where)
+    return target_class(config.target.runtime)(config.target, where=config.where)
 
 
-__all__ = [
-    "Materialized",
-    "Measurement",
-    "OnnxRuntimeTarget",
-    "OnnxSession",
-    "Runnable",
-    "Target",
-    "TorchCudaTarget",
-    "TorchModel",
-    "build_target",
-    "fingerprint_id",
-    "machine_fingerprint",
-    "TARGETS",
-]
+def __getattr__(name: str) -> Any:  # `from autocompress.targets import OnnxRuntimeTarget`
+    if name in _EXPORTS:
+        return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["TARGETS", "build_target", "target_class", *_EXPORTS]

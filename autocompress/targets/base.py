@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 from torch import nn
@@ -41,6 +41,14 @@ class Materialized:
 
     runnable: Runnable
     files: list[str]
+
+
+@runtime_checkable
+class ReloadsExports(Protocol):
+    """A target that can run an exported model file again (a nightly re-measures the
+    champion and the challenger from their export folders)."""
+
+    def load(self, model_path: Path) -> Runnable: ...
 
 
 class Target(Protocol):

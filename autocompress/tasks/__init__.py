@@ -12,9 +12,8 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING
 
-from autocompress.config import StudyConfig
-
 if TYPE_CHECKING:
+    from autocompress.config import StudyConfig
     from autocompress.tasks.base import Task
     from autocompress.tasks.credit import CreditTask
     from autocompress.tasks.text import TextTask
