@@ -10,6 +10,9 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +152,37 @@ def postgres_url_or_skip() -> str:
             pytest.fail("CI must provide AUTOCOMPRESS_TEST_POSTGRES_URL (see .ci/postgres.sh)")
         pytest.skip("no PostgreSQL server: set AUTOCOMPRESS_TEST_POSTGRES_URL (.ci/postgres.sh)")
     return url
+
+
+@contextmanager
+def postgres_schema(prefix: str) -> Iterator[str]:
+    """The URL of a new, empty schema on the test server (skips without one, as
+    `postgres_url_or_skip`); the schema is dropped with everything in it afterwards."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    base = postgres_url_or_skip()
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        options = {"options": f"-csearch_path={schema}"}
+        yield make_url(base).update_query_dict(options).render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def empty_database(backend: str, sqlite_file: Path, prefix: str) -> Iterator[str]:
+    """For a fixture parametrized over backends: `sqlite_file` (not created), or a new
+    PostgreSQL schema named after `prefix`."""
+    if backend == "sqlite":
+        yield f"sqlite:///{sqlite_file}"
+        return
+    with postgres_schema(prefix) as url:
+        yield url
 
 
 # --- The fault table: what was tried against autocompress and what happened ---------

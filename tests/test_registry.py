@@ -13,14 +13,13 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 from sqlalchemy import create_engine, inspect, select, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from autocompress.errors import LockHeld, UserError, VerificationError
@@ -37,7 +36,7 @@ from autocompress.store.schema import (
     LockRow,
     SchemaVersion,
 )
-from tests.conftest import autocompress_cli, postgres_url_or_skip, tiny_study_dict, write_study
+from tests.conftest import autocompress_cli, empty_database, tiny_study_dict, write_study
 
 REGISTRY_TABLES = ("autocompress_model_versions", "autocompress_audit_log", "autocompress_locks")
 
@@ -58,19 +57,7 @@ def export_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty database: a SQLite file that does not exist yet, or a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'registry.db'}"
-        return
-    base = postgres_url_or_skip()
-    schema = f"registry_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    options = {"options": f"-csearch_path={schema}"}
-    yield make_url(base).update_query_dict(options).render_as_string(hide_password=False)
-    with admin.begin() as connection:
-        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    yield from empty_database(request.param, tmp_path / "registry.db", "registry")
 
 
 @pytest.fixture

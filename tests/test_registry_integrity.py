@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,6 @@ from pathlib import Path
 import pytest
 import yaml
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from autocompress.errors import UserError, VerificationError
@@ -30,7 +28,7 @@ from autocompress.manifest import file_sha256, manifest_files, write_manifest
 from autocompress.registry import Head, Registry
 from autocompress.store import Store, audit
 from autocompress.store.schema import AuditRow, ModelVersionRow
-from tests.conftest import FaultTable, autocompress_cli, postgres_url_or_skip
+from tests.conftest import FaultTable, autocompress_cli, postgres_schema
 
 TABLES = ("autocompress_model_versions", "autocompress_audit_log")
 
@@ -82,19 +80,10 @@ def db(
             "sqlite",
         )
         return
-    base = postgres_url_or_skip()
     anchor = tmp_path / "anchors" / "pg-registry-anchor.txt"
-    monkeypatch.setenv("AUTOCOMPRESS_REGISTRY_ANCHOR", str(anchor))  # the CLI inherits it
-    schema = f"integrity_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    options = {"options": f"-csearch_path={schema}"}
-    url = make_url(base).update_query_dict(options).render_as_string(hide_password=False)
-    yield Db(url, anchor, "postgresql")
-    with admin.begin() as connection:
-        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    with postgres_schema("integrity") as url:
+        monkeypatch.setenv("AUTOCOMPRESS_REGISTRY_ANCHOR", str(anchor))  # the CLI inherits it
+        yield Db(url, anchor, "postgresql")
 
 
 def fabricated_export(root: Path, name: str, *, accuracy: float = 0.645, trial: int = 0) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 from collections.abc import Callable, Sequence
@@ -13,21 +12,16 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from autocompress.errors import UserError
-from autocompress.store.connection import make_engine, safe_url
+from autocompress.store import migrate
+from autocompress.store.connection import make_engine
 from autocompress.store.resilience import DEFAULT_RETRY_S, retry_transient
 from autocompress.store.schema import (
-    SCHEMA_VERSION,
     Base,
     ExportRecord,
     FrontMemberRow,
     FrontSnapshot,
-    SchemaVersion,
     WorkerStart,
 )
-from autocompress.store.setup_lock import setup_lock
-
-logger = logging.getLogger("autocompress")
 
 
 def default_worker() -> str:
@@ -45,36 +39,18 @@ class SnapshotView:
 
 
 class Store:
-    """autocompress's tables in the study database (created on first use)."""
+    """autocompress's tables in the study database (created or upgraded on first use:
+    `migrate.upgrade`)."""
 
     def __init__(self, url: str, retry_s: float = DEFAULT_RETRY_S) -> None:
         self.url = url
         self.retry_s = retry_s
         self.engine = make_engine(url)
-        with setup_lock(url):  # workers started together must not race in CREATE TABLE
-            Base.metadata.create_all(self.engine)
-            self._stamp_version()
-
-    def _stamp_version(self) -> None:
-        with Session(self.engine) as session, session.begin():
-            row = session.scalar(select(SchemaVersion))
-            if row is None:
-                session.add(SchemaVersion(id=1, version=SCHEMA_VERSION))
-            elif row.version > SCHEMA_VERSION:
-                raise UserError(
-                    f"storage: {safe_url(self.url)} holds autocompress schema "
-                    f"v{row.version}, newer than this version understands "
-                    f"(v{SCHEMA_VERSION}); upgrade autocompress"
-                )
-            elif row.version < SCHEMA_VERSION:
-                # Every version so far only adds tables, which create_all just made.
-                logger.info(
-                    "storage: upgraded %s from autocompress schema v%d to v%d",
-                    safe_url(self.url),
-                    row.version,
-                    SCHEMA_VERSION,
-                )
-                row.version = SCHEMA_VERSION
+        try:  # under the setup lock: workers started together must not race in CREATE TABLE
+            migrate.upgrade(url, self.engine)
+        except BaseException:
+            self.engine.dispose()
+            raise
 
     def _write(self, operation: str, rows: Callable[[], list[Base]]) -> None:
         """Add `rows()` in one transaction, retried while the database blinks."""

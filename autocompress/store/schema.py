@@ -3,14 +3,30 @@
 Optuna owns trials, params, values and user attributes. These tables hold only
 what Optuna has no place for: Pareto-front snapshots over time, the exports made,
 the model registry with its append-only audit log, and database locks.
-`SCHEMA_VERSION` is bumped with every change so later migrations know where they
-start from.
 
-v1: front snapshots and members, exports.
-v2: model versions, audit log, locks. Only new tables, so `create_all` upgrades a v1
-    database in place (`Store` then records the new version).
-v3: worker starts (each start or resume of a study gets its own sampler seed). A new
-    table only, so `create_all` upgrades v1 and v2 in place.
+They are created and upgraded by alembic, in one place: `migrate.upgrade`, which
+`Store` runs on every open (under the setup lock). This file says what the tables are
+now; `migrations/versions/` says how a database gets there, one revision a file, and
+`autocompress_alembic_version` which revision a database is at.
+
+To change the schema (a new table, or a column):
+
+1. Change the table here.
+2. Add one file `migrations/versions/v4_<what>.py` (the next number) with
+   `revision = "v4"`, `down_revision = "v3"` (the previous head) and an `upgrade()`
+   that makes the change with alembic's `op` (`op.create_table(...)`,
+   `op.add_column("autocompress_exports", sa.Column(...))`; SQLite alters tables in
+   batch mode, set up in `migrations/env.py`). Spell the columns out in the revision:
+   it must still build v4 when this file has moved on to v5.
+3. Bump `SCHEMA_VERSION` to the same number: autocompress from before alembic reads
+   only `autocompress_schema_version`, and refuses a database newer than it knows.
+
+`tests/test_store_migrations.py` checks that the revisions build exactly the tables
+declared here, and that the head revision is `v{SCHEMA_VERSION}`.
+
+History: v1 front snapshots and members, exports; v2 model versions, audit log,
+locks; v3 worker starts. All three were made with `create_all` before alembic; the
+baseline revision `v3` describes them and stamps such databases (see `migrate.py`).
 """
 
 from __future__ import annotations
