@@ -11,7 +11,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 
 from autocompress.nightly import Contender, decide, run_nightly
 from autocompress.registry import Registry
@@ -95,10 +95,13 @@ def test_a_second_nightly_while_one_runs_exits_75_and_changes_nothing(study_file
         engine = create_engine(storage_url(study_file))
         deadline = time.monotonic() + 120
         while True:
-            with engine.connect() as connection:
-                held = connection.execute(
-                    text("SELECT owner FROM autocompress_locks WHERE name = 'nightly:credit'")
-                ).scalar()
+            with engine.connect() as connection:  # the first run may not have made them yet
+                tables = inspect(connection).get_table_names()
+                held = {"autocompress_locks", "autocompress_model_versions"} <= set(tables) and (
+                    connection.execute(
+                        text("SELECT owner FROM autocompress_locks WHERE name = 'nightly:credit'")
+                    ).scalar()
+                )
             if held:
                 break
             assert running.poll() is None, running.stderr.read()
