@@ -384,8 +384,11 @@ def _scores_lines(
 
 
 def check_port_free(host: str, port: int) -> None:
-    """Bind once before starting, so a busy port is one clear message, not a traceback."""
+    """Bind once before starting, so a busy port is one clear message, not a traceback.
+    With SO_REUSEADDR, as the server itself binds: connections of a dashboard stopped a
+    moment ago (TIME_WAIT) do not make the port look taken; a listening one still does."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as error:
