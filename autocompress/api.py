@@ -601,7 +601,7 @@ def compare_with_teacher(
                 "test_metrics": comparison.teacher_metrics[HELD_OUT_SPLIT],
                 "rows": comparison.rows,
                 "fingerprint": task.fingerprint(),
-                "spec": task.model_spec(teacher),
+                "spec": teacher.spec,
             },
         )
     return comparison

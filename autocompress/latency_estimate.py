@@ -85,7 +85,7 @@ class LatencyEstimator:
         self.target.check(recipe)
         structural = replace(recipe, finetune_epochs=0)  # no training: shape only
         student = build_student(task, teacher, structural, seed=task.seed)
-        spec = task.model_spec(student)
+        spec = student.spec
         key = self._key(spec, recipe)
         cached = self._cached(key)
         if cached is not None:
@@ -127,7 +127,7 @@ class LatencyEstimator:
             return self._kept[key]
         structural = replace(recipe, finetune_epochs=0)
         student = build_student(task, teacher, structural, seed=task.seed)
-        key = self._key(task.model_spec(student), recipe)
+        key = self._key(student.spec, recipe)
         return self._runnable(key, task, student, structural)
 
     def _runnable(self, key: str, task: Task, student: nn.Module, recipe: Recipe) -> _Shape:

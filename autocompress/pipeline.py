@@ -58,7 +58,7 @@ def build_student(
     """
     model = copy.deepcopy(teacher)
     context = PassContext(
-        task=task, seed=seed, on_epoch=on_epoch, autocast=autocast, cache_dir=cache_dir
+        data=task, seed=seed, on_epoch=on_epoch, autocast=autocast, cache_dir=cache_dir
     )
     for compression_pass in TORCH_PASSES:
         model = compression_pass.apply(model, recipe, context)
@@ -105,7 +105,7 @@ def evaluate_recipe(
         recipe=recipe,
         predictions=predictions,
         measurement=measurement,
-        student_spec=task.model_spec(student),
+        student_spec=student.spec,
         num_parameters=sum(p.numel() for p in student.parameters()),
         files=[*model.files, *extras],
         training=training,

@@ -243,12 +243,12 @@ def test_training_after_a_probe_is_training_without_one(task: CreditTask) -> Non
     """Whatever the probe decides on this machine, the student is the one that the
     decided mode trains without any probe (weights equal to the bit)."""
     teacher = task.loaded_teacher()
-    probed_ctx = PassContext(task=task, seed=3, autocast="auto")
+    probed_ctx = PassContext(data=task, seed=3, autocast="auto")
     probed = Distillation().apply(copy.deepcopy(teacher), RECIPE, probed_ctx)
     choice = probed_ctx.records["training_autocast"]
     assert choice["mode"] == decide(choice["speedup"]) and choice["reason"] == "probe"
 
-    plain_ctx = PassContext(task=task, seed=3, autocast=choice["mode"].replace("fp32", "off"))
+    plain_ctx = PassContext(data=task, seed=3, autocast=choice["mode"].replace("fp32", "off"))
     plain = Distillation().apply(copy.deepcopy(teacher), RECIPE, plain_ctx)
     a, b = weights(probed), weights(plain)
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -260,7 +260,7 @@ def test_the_teachers_targets_stay_fp32_when_the_student_trains_in_bf16(
 ) -> None:
     """The teacher's logits are computed on first use, here inside a bf16 step."""
     fresh = credit_task(teacher_cache)
-    ctx = PassContext(task=fresh, seed=0, autocast="bf16")
+    ctx = PassContext(data=fresh, seed=0, autocast="bf16")
     Distillation().apply(copy.deepcopy(fresh.loaded_teacher()), RECIPE, ctx)
     assert ctx.records["training_autocast"]["mode"] == "bf16"
     logits = fresh.teacher_logits()
@@ -299,7 +299,7 @@ TEXT_RECIPE = Recipe(
 
 
 def distil_text(task: TextTask, autocast: str) -> tuple[nn.Module, PassContext]:
-    ctx = PassContext(task=task, seed=1, autocast=autocast)
+    ctx = PassContext(data=task, seed=1, autocast=autocast)
     student = LayerDrop().apply(copy.deepcopy(task.loaded_teacher()), TEXT_RECIPE, ctx)
     return Distillation().apply(student, TEXT_RECIPE, ctx), ctx
 

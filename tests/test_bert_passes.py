@@ -1,8 +1,8 @@
 """Width pruning, layer dropping, ONNX and precision on a tiny random BERT classifier.
 
-No weights are downloaded: every model is a `BertConfig` initialised at random. A
-small test-double task supplies the hooks the passes call (`pruning_options`,
-`after_pruning`, `drop_layers`) by calling `autocompress.models.bert` directly.
+No weights are downloaded: every model is a `BertConfig` initialised at random. The
+passes ask the model (`TextClassifier`'s `Prunable` and `Layered` methods); a small
+test-double task supplies the data they train and trace with, and the ONNX export.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from torch.nn import functional as F
 from transformers import AutoModelForSequenceClassification, BertConfig
 
 from autocompress.errors import Unsupported
+from autocompress.models import HiddenStates, Layered, MLPClassifier, Prunable, Specified
 from autocompress.models.bert import (
     TextClassifier,
     drop_layers,
@@ -73,7 +74,7 @@ def token_batch(rows: int, seq: int, seed: int) -> tuple[torch.Tensor, torch.Ten
 
 
 class TinyTextTask(Task):
-    """Just enough of a text task for the passes: tokens, labels, hooks, ONNX export."""
+    """Just enough of a text task for the passes: tokens, labels, ONNX export."""
 
     def __init__(self) -> None:
         self.splits = {
@@ -81,28 +82,10 @@ class TinyTextTask(Task):
             "test": (*token_batch(24, SEQ, seed=2), torch.arange(24) % LABELS),
         }
 
-    # the hooks under test
-    def pruning_options(
-        self, model: nn.Module, ratio: float, ffn_ratio: float | None = None
-    ) -> dict:
-        assert isinstance(model, TextClassifier)
-        return pruning_options(model, ratio, ffn_ratio)
-
-    def after_pruning(self, model: nn.Module, pruner: object) -> None:
-        assert isinstance(model, TextClassifier)
-        sync_after_pruning(model, pruner)
-
-    def drop_layers(self, model: nn.Module, keep_ratio: float) -> nn.Module:
-        assert isinstance(model, TextClassifier)
-        return drop_layers(model, keep_ratio)
-
     # what pruning (and taylor importance) needs
     def example_inputs(self) -> tuple[torch.Tensor, ...]:
         ids, mask, _ = self.splits["train"]
         return ids[:4], mask[:4]
-
-    def protected_layers(self, model: nn.Module) -> list[nn.Module]:
-        return [model.hf.classifier]
 
     def train_tensors(self) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
         ids, mask, labels = self.splits["train"]
@@ -110,9 +93,6 @@ class TinyTextTask(Task):
 
     def label_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, labels)
-
-    def model_spec(self, model: nn.Module) -> dict:
-        return model.spec
 
     # ONNX side
     def export_onnx(self, model: nn.Module, path: Path) -> None:
@@ -191,11 +171,11 @@ def logits(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
 
 def prune(model: TextClassifier, task: TinyTextTask, ratio: float, importance: str = "l2"):
     recipe = Recipe(pruning_ratio=ratio, pruning_importance=importance)
-    return StructuredPruning().apply(model, recipe, PassContext(task=task))
+    return StructuredPruning().apply(model, recipe, PassContext(data=task))
 
 
 def drop(model: TextClassifier, task: TinyTextTask, keep_ratio: float) -> nn.Module:
-    return LayerDrop().apply(model, Recipe(layer_keep_ratio=keep_ratio), PassContext(task=task))
+    return LayerDrop().apply(model, Recipe(layer_keep_ratio=keep_ratio), PassContext(data=task))
 
 
 def assert_matches_config(model: TextClassifier) -> None:
@@ -309,7 +289,7 @@ def test_ffn_pruned_by_its_own_ratio(
     """Heads and hidden size by `pruning_ratio`, FFN by `ffn_pruning_ratio`: still one
     BertConfig, reloaded by plain transformers and exported to the same logits."""
     recipe = Recipe(pruning_ratio=ratio, ffn_pruning_ratio=ffn_ratio)
-    pruned = StructuredPruning().apply(student, recipe, PassContext(task=task))
+    pruned = StructuredPruning().apply(student, recipe, PassContext(data=task))
     spec = pruned.spec
     assert (spec["num_attention_heads"], spec["hidden_size"], spec["intermediate_size"]) == shape
     assert_matches_config(pruned)
@@ -451,19 +431,31 @@ def test_layer_drop_keeps_the_chosen_layers(task: TinyTextTask, tmp_path: Path) 
 def test_layer_drop_at_one_is_a_no_op(task: TinyTextTask, student: TextClassifier) -> None:
     layers = list(student.hf.bert.encoder.layer)
     assert drop(student, task, 1.0) is student
-    assert LayerDrop().apply(student, Recipe(), PassContext(task=task)) is student
+    assert LayerDrop().apply(student, Recipe(), PassContext(data=task)) is student
     assert list(student.hf.bert.encoder.layer) == layers
     assert drop_layers(student, 1.0) is student and student.hf.config.num_hidden_layers == 4
 
 
-def test_layer_drop_on_a_task_without_layers_is_unsupported(
+def test_a_text_classifier_has_every_capability(student: TextClassifier) -> None:
+    for capability in (Specified, Prunable, Layered, HiddenStates):
+        assert isinstance(student, capability), capability.__name__
+    assert student.protected_layers() == [student.hf.classifier]
+    inputs = token_batch(4, SEQ, seed=5)
+    logits, states = student.forward_with_hidden_states(*inputs)
+    assert torch.allclose(logits, student(*inputs))
+    assert len(states) == SHAPE["num_hidden_layers"] + 1
+    assert student.hidden_state_mask(inputs).shape == states[0].shape[:2]
+    assert student.hidden_state_map(student) == [0, 1, 2, 3, 4]
+    with pytest.raises(Unsupported, match="MLPClassifier teacher has no BERT layers"):
+        student.hidden_state_map(MLPClassifier(8, [4], LABELS))
+
+
+def test_layer_drop_on_a_model_without_layers_is_unsupported(
     task: TinyTextTask, student: TextClassifier
 ) -> None:
-    class NoLayers(TinyTextTask):
-        drop_layers = Task.drop_layers  # the base class default
-
-    with pytest.raises(Unsupported, match="NoLayers models have no layers to drop"):
-        drop(student, NoLayers(), 0.5)
+    mlp = MLPClassifier(8, [4], LABELS)  # not `Layered`; the text task's data is irrelevant
+    with pytest.raises(Unsupported, match="MLPClassifier models have no layers to drop"):
+        drop(mlp, task, 0.5)
     with pytest.raises(Unsupported, match="keep ratio"):
         drop_layers(student, 0.0)
 

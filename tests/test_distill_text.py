@@ -79,7 +79,7 @@ def teacher(task: TextTask) -> TextClassifier:
 def compress(task: TextTask, recipe: Recipe, seed: int = 0) -> nn.Module:
     """The torch passes on a copy of the teacher, as the pipeline runs them."""
     model = copy.deepcopy(task.loaded_teacher())
-    context = PassContext(task=task, seed=seed)
+    context = PassContext(data=task, seed=seed)
     for compression_pass in (LayerDrop(), StructuredPruning(), Distillation()):
         model = compression_pass.apply(model, recipe, context)
     return model
@@ -87,7 +87,9 @@ def compress(task: TextTask, recipe: Recipe, seed: int = 0) -> nn.Module:
 
 def drop_half(model: nn.Module, task: TextTask) -> nn.Module:
     """Keep half of a copy's layers."""
-    return LayerDrop().apply(copy.deepcopy(model), Recipe(layer_keep_ratio=0.5), PassContext(task))
+    return LayerDrop().apply(
+        copy.deepcopy(model), Recipe(layer_keep_ratio=0.5), PassContext(data=task)
+    )
 
 
 def holds_any(weights: list[np.ndarray], arrays: list[np.ndarray]) -> bool:
@@ -143,18 +145,18 @@ def test_positive_weight_changes_the_trained_student(
 
 def test_kept_layer_mapping_follows_layer_drop(task: TextTask, teacher: TextClassifier) -> None:
     assert kept_layers(teacher) == [0, 1, 2, 3]
-    assert task.hidden_state_map(teacher, teacher) == [0, 1, 2, 3, 4]
+    assert teacher.hidden_state_map(teacher) == [0, 1, 2, 3, 4]
 
     half = drop_half(teacher, task)
     assert getattr(half.hf.config, KEPT_LAYERS_KEY) == [1, 3]  # last of each block of two
-    assert task.hidden_state_map(half, teacher) == [0, 2, 4]  # embeddings, layers 1 and 3
+    assert half.hidden_state_map(teacher) == [0, 2, 4]  # embeddings, layers 1 and 3
     assert not hasattr(teacher.hf.config, KEPT_LAYERS_KEY)  # the teacher's copy is untouched
 
     # cut again: indices stay those of the original model, and a cut teacher lines up too
     quarter = drop_half(half, task)
     assert kept_layers(quarter) == [3]
-    assert task.hidden_state_map(quarter, teacher) == [0, 4]
-    assert task.hidden_state_map(quarter, half) == [0, 2]
+    assert quarter.hidden_state_map(teacher) == [0, 4]
+    assert quarter.hidden_state_map(half) == [0, 2]
 
 
 def test_projections_map_pruned_widths_and_never_reach_the_student(
@@ -248,16 +250,14 @@ def test_altered_rows_are_scored_against_the_teacher_on_the_altered_text(task: T
     assert not torch.equal(output.inputs[0], train[0][index])
 
     with torch.no_grad():
-        teacher, teacher_states = task.forward_with_hidden_states(
-            task.loaded_teacher(), output.inputs
-        )
+        teacher, teacher_states = task.loaded_teacher().forward_with_hidden_states(*output.inputs)
     y, logits = labels[index], output.logits
     logit_part = sum(
         kd_loss(logits[rows], teacher[rows], task.label_loss(logits[rows], y[rows]), 2.0, alpha)
         * rows.sum()
         for rows, alpha in ((~altered, 0.5), (altered, 1.0))
     ) / len(index)
-    mask = task.hidden_state_mask(output.inputs)
+    mask = student.hidden_state_mask(output.inputs)
     expected = logit_part + step.hidden(output.states, teacher_states, mask)
     loss = step.loss(output, y, index)
     assert torch.allclose(loss, expected, atol=1e-4)
@@ -281,7 +281,7 @@ def test_kept_layers_survive_save_and_reload(task: TextTask, tmp_path: Path) -> 
     assert json.loads((tmp_path / "config.json").read_text())[KEPT_LAYERS_KEY] == [1, 3]
     reloaded = TextClassifier.from_pretrained(tmp_path)
     assert kept_layers(reloaded) == [1, 3]
-    assert task.hidden_state_map(reloaded, task.loaded_teacher()) == [0, 2, 4]
+    assert reloaded.hidden_state_map(task.loaded_teacher()) == [0, 2, 4]
 
 
 @pytest.mark.parametrize("field", ["hidden_distill_weight", "augment_word_prob"])
@@ -351,8 +351,8 @@ def test_fit_shows_progress_on_stderr_when_asked(capsys: pytest.CaptureFixture[s
 
 def test_hidden_state_loss_ignores_padding(task: TextTask, teacher: TextClassifier) -> None:
     inputs = tuple(t[:8] for t in task.train_tensors()[0])
-    states = task.forward_with_hidden_states(teacher, inputs)[1]
-    mask = task.hidden_state_mask(inputs)
+    states = teacher.forward_with_hidden_states(*inputs)[1]
+    mask = teacher.hidden_state_mask(inputs)
     assert mask.shape == states[0].shape[:2] and 0 < mask.sum() < mask.numel()
 
     loss = distill.HiddenStateLoss([0], [(32, 32)], weight=1.0)
@@ -377,8 +377,8 @@ def test_cached_teacher_states_match_a_fresh_forward(
     cached = task.teacher_hidden_states(index)
     rows = tuple(t[index] for t in task.train_tensors()[0])
     with torch.no_grad():
-        fresh = task.forward_with_hidden_states(teacher, rows)[1]
-    mask = task.hidden_state_mask(rows).unsqueeze(-1)
+        fresh = teacher.forward_with_hidden_states(*rows)[1]
+    mask = teacher.hidden_state_mask(rows).unsqueeze(-1)
     assert len(cached) == len(fresh) == 5  # embeddings + 4 layers
     for kept, computed in zip(cached, fresh, strict=True):
         assert kept.dtype == torch.float32 and kept.shape == computed.shape

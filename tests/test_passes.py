@@ -20,15 +20,17 @@ from torch.nn import functional as F
 
 from autocompress.config import DataConfig, TeacherConfig
 from autocompress.errors import Unsupported
-from autocompress.models import MLPClassifier
+from autocompress.models import HiddenStates, Layered, MLPClassifier, Prunable, Specified
 from autocompress.passes import (
     Distillation,
+    LayerDrop,
     PassContext,
     StructuredPruning,
     apply_precision,
     kd_loss,
 )
 from autocompress.passes import prune as prune_module
+from autocompress.passes.distill import HiddenStateLoss
 from autocompress.passes.precision import gemm_to_matmul
 from autocompress.recipe import IMPORTANCE_CRITERIA, Recipe
 from autocompress.tasks.credit import CreditTask
@@ -83,7 +85,7 @@ def test_pruning_shrinks_hidden_widths_by_the_ratio(
     task: CreditTask, teacher: MLPClassifier, student: MLPClassifier, ratio: float
 ) -> None:
     before = state_copy(teacher)
-    pruned = StructuredPruning().apply(student, Recipe(pruning_ratio=ratio), PassContext(task=task))
+    pruned = StructuredPruning().apply(student, Recipe(pruning_ratio=ratio), PassContext(data=task))
     widths = pruned.spec["hidden_sizes"]
     assert len(widths) == len(HIDDEN)
     for width, original in zip(widths, HIDDEN, strict=True):
@@ -104,7 +106,7 @@ def test_every_importance_prunes_whole_channels(
     task: CreditTask, teacher: MLPClassifier, student: MLPClassifier, importance: str
 ) -> None:
     recipe = Recipe(pruning_ratio=0.5, pruning_importance=importance)
-    pruned = StructuredPruning().apply(student, recipe, PassContext(task=task, seed=3))
+    pruned = StructuredPruning().apply(student, recipe, PassContext(data=task, seed=3))
     assert pruned.spec["hidden_sizes"] == [32, 16]
     assert pruned.head.out_features == 2
     # structured: surviving channels are exact copies of the teacher's, and the next
@@ -130,7 +132,7 @@ def test_taylor_gradients_come_from_bounded_mini_batches(
     seen: list[int] = []
     hook = student.register_forward_hook(lambda _m, args, _out: seen.append(len(args[0])))
     recipe = Recipe(pruning_ratio=0.5, pruning_importance="taylor")
-    StructuredPruning().apply(student, recipe, PassContext(task=task, seed=3))
+    StructuredPruning().apply(student, recipe, PassContext(data=task, seed=3))
     hook.remove()
     gradient_batches = seen[-4:]  # 100 examples in batches of 32 (after graph tracing)
     assert gradient_batches == [32, 32, 32, 4]
@@ -143,7 +145,7 @@ def test_magnitude_importance_keeps_the_larger_channels(
 ) -> None:
     p = 1 if importance == "l1" else 2
     recipe = Recipe(pruning_ratio=0.5, pruning_importance=importance)
-    pruned = StructuredPruning().apply(student, recipe, PassContext(task=task))
+    pruned = StructuredPruning().apply(student, recipe, PassContext(data=task))
     first, second = teacher.body[0].weight.detach(), teacher.body[3].weight.detach()
     kept = set(kept_rows(pruned.body[0].weight.detach(), first))
     # group magnitude of a hidden unit: its input weights plus its outgoing weights
@@ -160,7 +162,7 @@ def test_random_importance_is_seeded_and_differs_from_l2(
     def kept(importance: str, seed: int) -> list[int]:
         recipe = Recipe(pruning_ratio=0.5, pruning_importance=importance)
         model = StructuredPruning().apply(
-            copy.deepcopy(teacher), recipe, PassContext(task=task, seed=seed)
+            copy.deepcopy(teacher), recipe, PassContext(data=task, seed=seed)
         )
         return kept_rows(model.body[0].weight.detach(), teacher.body[0].weight.detach())
 
@@ -172,7 +174,7 @@ def test_random_importance_is_seeded_and_differs_from_l2(
 def test_ratio_zero_returns_the_model_unchanged(task: CreditTask, student: MLPClassifier) -> None:
     before = state_copy(student)
     result = StructuredPruning().apply(
-        student, Recipe(pruning_ratio=0.0, pruning_importance="random"), PassContext(task=task)
+        student, Recipe(pruning_ratio=0.0, pruning_importance="random"), PassContext(data=task)
     )
     assert result is student
     assert result.spec["hidden_sizes"] == HIDDEN
@@ -185,7 +187,7 @@ def test_pruned_spec_round_trips_through_safetensors(
     pruned = (
         StructuredPruning()
         .apply(
-            student, Recipe(pruning_ratio=0.4, pruning_importance="lamp"), PassContext(task=task)
+            student, Recipe(pruning_ratio=0.4, pruning_importance="lamp"), PassContext(data=task)
         )
         .eval()
     )
@@ -264,6 +266,54 @@ def test_kd_gradient_flows_to_the_student_only() -> None:
         assert stepped < kd_loss(s, teacher.detach(), torch.zeros(()), 2.0, 1.0)
 
 
+# -- what the model can do ------------------------------------------------------------
+
+
+class NoData:
+    """Training data that must not be read: a refusal comes from the model first."""
+
+    def __getattr__(self, name: str) -> object:
+        raise AssertionError(f"the pass asked the data for {name}")
+
+
+def test_an_mlp_is_specified_and_prunable_only(student: MLPClassifier) -> None:
+    assert isinstance(student, Specified) and isinstance(student, Prunable)
+    assert not isinstance(student, Layered) and not isinstance(student, HiddenStates)
+    assert student.protected_layers() == [student.head]
+    assert student.pruning_options(0.5, 0.25) == {}
+    assert student.after_pruning(pruner=None) is None
+
+
+def test_an_mlp_refuses_layer_drop_and_hidden_states_with_a_reason(
+    teacher: MLPClassifier, student: MLPClassifier
+) -> None:
+    with pytest.raises(Unsupported, match="^MLPClassifier models have no layers to drop$"):
+        LayerDrop().apply(student, Recipe(layer_keep_ratio=0.5), PassContext(data=NoData()))
+    no_states = "^MLPClassifier models expose no hidden states to distil$"
+    with pytest.raises(Unsupported, match=no_states):
+        HiddenStateLoss.between(student, teacher, NoData(), weight=1.0)
+    # no layers to keep: layer drop at 1.0 is a no-op, whatever the model
+    assert LayerDrop().apply(student, Recipe(), PassContext(data=NoData())) is student
+
+
+def test_hidden_state_distillation_of_an_mlp_is_unsupported(
+    task: CreditTask, student: MLPClassifier
+) -> None:
+    """Through the pass, as a trial runs it: `Unsupported` prunes the trial with its reason."""
+    before = state_copy(student)
+    recipe = Recipe(finetune_epochs=1, kd_alpha=0.5, hidden_distill_weight=1.0)
+    with pytest.raises(Unsupported, match="MLPClassifier models expose no hidden states"):
+        Distillation().apply(student, recipe, PassContext(data=task))
+    assert same_weights(before, student.state_dict())
+
+
+def test_a_model_that_is_not_prunable_is_refused() -> None:
+    plain = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    assert not isinstance(plain, Prunable)
+    with pytest.raises(Unsupported, match="^Sequential models cannot be pruned structurally$"):
+        StructuredPruning().apply(plain, Recipe(pruning_ratio=0.5), PassContext(data=NoData()))
+
+
 # -- the distillation pass -------------------------------------------------------------
 
 
@@ -274,7 +324,7 @@ def test_distillation_changes_weights_and_reports_epochs(
     epochs: list[int] = []
     recipe = Recipe(finetune_epochs=2, kd_temperature=3.0, kd_alpha=0.5)
     result = Distillation().apply(
-        student, recipe, PassContext(task=task, seed=0, on_epoch=lambda e, _: epochs.append(e))
+        student, recipe, PassContext(data=task, seed=0, on_epoch=lambda e, _: epochs.append(e))
     )
     assert result is student
     assert not same_weights(before, result.state_dict())
@@ -283,7 +333,7 @@ def test_distillation_changes_weights_and_reports_epochs(
 
 
 def test_distillation_of_a_pruned_student(task: CreditTask, student: MLPClassifier) -> None:
-    context = PassContext(task=task)
+    context = PassContext(data=task)
     pruned = StructuredPruning().apply(student, Recipe(pruning_ratio=0.5), context)
     before = state_copy(pruned)
     recipe = Recipe(pruning_ratio=0.5, finetune_epochs=1, kd_temperature=2.0, kd_alpha=1.0)
@@ -316,7 +366,7 @@ def test_learning_rate_schedule(schedule: str) -> None:
 def test_distillation_with_zero_epochs_is_a_no_op(task: CreditTask, student: MLPClassifier) -> None:
     before = state_copy(student)
     recipe = Recipe(finetune_epochs=0, kd_temperature=5.0, kd_alpha=0.9)
-    assert Distillation().apply(student, recipe, PassContext(task=task)) is student
+    assert Distillation().apply(student, recipe, PassContext(data=task)) is student
     assert same_weights(before, student.state_dict())
 
 

@@ -208,7 +208,7 @@ def test_the_runnable_model_scores_like_the_fp32_teacher(
 ) -> None:
     recipe = BNB_RECIPES[name]
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
-    runnable = to_runnable(task, teacher, recipe, "cpu", batch_size=64)
+    runnable = to_runnable(teacher, recipe, "cpu", batch_size=64)
     metrics = classification_metrics(runnable.run(task.core_feeds("test")), task.labels("test"))
     # On the German credit test split (200 rows), fp32, fp16 and int8 match the fp32
     # ONNX teacher exactly here, nf4 and fp4 within 0.01 accuracy.
@@ -223,9 +223,9 @@ def test_the_runnable_model_scores_like_the_fp32_teacher(
 
 
 @needs_bitsandbytes
-def test_the_runnable_size_counts_the_quantized_state(task: CreditTask, teacher) -> None:
+def test_the_runnable_size_counts_the_quantized_state(teacher) -> None:
     sizes = {
-        name: to_runnable(task, teacher, recipe, "cpu", 64).size_bytes
+        name: to_runnable(teacher, recipe, "cpu", 64).size_bytes
         for name, recipe in BNB_RECIPES.items()
     }
     assert sizes["fp32"] > sizes["fp16"] > sizes["llm.int8"] > sizes["nf4"]
@@ -237,10 +237,10 @@ def test_a_trial_keeps_fp32_weights_and_how_to_quantize_them(
     name: str, task: CreditTask, teacher: nn.Module, tmp_path: Path
 ) -> None:
     recipe = BNB_RECIPES[name]
-    assert write_model_files(task, teacher, recipe, tmp_path) == [WEIGHTS_FILE, SPEC_FILE]
+    assert write_model_files(teacher, recipe, tmp_path) == [WEIGHTS_FILE, SPEC_FILE]
     spec = json.loads((tmp_path / SPEC_FILE).read_text())
     assert spec["precision"] == name
-    assert spec["student_spec"] == task.model_spec(teacher)
+    assert spec["student_spec"] == teacher.spec
     rebuilt = MLPClassifier.from_spec(spec["student_spec"])
     rebuilt.load_state_dict(load_file(tmp_path / WEIGHTS_FILE))
     features = torch.from_numpy(task.core_feeds("test")["features"])

@@ -105,6 +105,34 @@ class TextClassifier(nn.Module):
     def from_hf(cls, model: PreTrainedModel) -> TextClassifier:
         return cls(model)
 
+    # -- capabilities (`autocompress.models.capabilities`) ------------------------------
+    def protected_layers(self) -> list[nn.Module]:
+        """Prunable: the classifier head stays whole."""
+        return [self.hf.classifier]
+
+    def pruning_options(self, ratio: float, ffn_ratio: float | None = None) -> dict[str, Any]:
+        """Prunable: heads, FFN and hidden size pruned uniformly (`pruning_options`)."""
+        return pruning_options(self, ratio, ffn_ratio)
+
+    def after_pruning(self, pruner: object) -> None:
+        """Prunable: attention bookkeeping and `hf.config` follow (`sync_after_pruning`)."""
+        sync_after_pruning(self, pruner)
+
+    def drop_layers(self, keep_ratio: float) -> TextClassifier:
+        """Layered: keep evenly spaced encoder layers (`drop_layers`)."""
+        return drop_layers(self, keep_ratio)
+
+    def hidden_state_map(self, teacher: nn.Module) -> list[int]:
+        """HiddenStates: matched through the layers each side kept (`hidden_state_map`)."""
+        if not isinstance(teacher, TextClassifier):
+            raise Unsupported(f"a {type(teacher).__name__} teacher has no BERT layers to match")
+        return hidden_state_map(self, teacher)
+
+    @staticmethod
+    def hidden_state_mask(inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """HiddenStates: the attention mask trimmed as the forward trims its batch."""
+        return trimmed_attention_mask(*inputs)
+
 
 # -- where things are ------------------------------------------------------------------
 

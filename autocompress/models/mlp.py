@@ -1,7 +1,8 @@
 """A plain MLP classifier that saves as safetensors plus a shape spec.
 
 Structured pruning changes the hidden widths, so the spec is read back from the
-layers themselves: a pruned student reloads without guessing.
+layers themselves: a pruned student reloads without guessing. Of the capabilities in
+`autocompress.models.capabilities` it has `Specified` and `Prunable`.
 """
 
 from __future__ import annotations
@@ -50,6 +51,19 @@ class MLPClassifier(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    # -- capabilities (`autocompress.models.capabilities`): Prunable only ---------------
+    # No layers to drop and no hidden states to distil: passes asking for those refuse.
+    def protected_layers(self) -> list[nn.Module]:
+        """The head stays whole: its outputs are the classes."""
+        return [self.head]
+
+    def pruning_options(self, ratio: float, ffn_ratio: float | None = None) -> dict:
+        """No extra `MetaPruner` options: every hidden Linear by the same ratio."""
+        return {}
+
+    def after_pruning(self, pruner: object) -> None:
+        """Nothing to bring in line: `spec` reads the widths from the layers."""
 
     def save_pretrained(self, folder: str | Path) -> None:
         folder = Path(folder)

@@ -16,10 +16,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from autocompress.autocast import choose_autocast
-from autocompress.passes.base import PassContext
+from autocompress.models.capabilities import HiddenStates, require
+from autocompress.passes.base import PassContext, TrainingData
 from autocompress.recipe import Recipe
-from autocompress.tasks.base import Task
 from autocompress.training import call_model, fit
+
+NO_HIDDEN_STATES = "expose no hidden states to distil"
 
 
 def kd_loss(
@@ -60,14 +62,17 @@ class HiddenStateLoss(nn.Module):
 
     @classmethod
     def between(
-        cls, student: nn.Module, teacher: nn.Module, task: Task, weight: float
+        cls, student: nn.Module, teacher: nn.Module, data: TrainingData, weight: float
     ) -> HiddenStateLoss:
-        """Match the student's hidden states to the teacher's; widths from one probe batch."""
-        sources = task.hidden_state_map(student, teacher)
-        probe = task.example_inputs()
+        """Match the student's hidden states to the teacher's; widths from one probe batch.
+        Both must be `HiddenStates` models (else `Unsupported`)."""
+        student_side = require(student, HiddenStates, NO_HIDDEN_STATES)
+        teacher_side = require(teacher, HiddenStates, NO_HIDDEN_STATES)
+        sources = student_side.hidden_state_map(teacher)
+        probe = data.example_inputs()
         with torch.no_grad():
-            student_states = task.forward_with_hidden_states(student, probe)[1]
-            teacher_states = task.forward_with_hidden_states(teacher, probe)[1]
+            student_states = student_side.forward_with_hidden_states(*probe)[1]
+            teacher_states = teacher_side.forward_with_hidden_states(*probe)[1]
         widths = [
             (state.shape[-1], teacher_states[source].shape[-1])
             for state, source in zip(student_states, sources, strict=True)
@@ -110,14 +115,14 @@ class Distillation:
     def apply(self, model: nn.Module, recipe: Recipe, ctx: PassContext) -> nn.Module:
         if recipe.finetune_epochs <= 0:
             return model
-        task = ctx.task
-        inputs, labels = task.train_tensors()
+        data = ctx.data
+        inputs, labels = data.train_tensors()
         torch.manual_seed(ctx.seed)
-        step = DistillationStep(model, recipe, task, torch.Generator().manual_seed(ctx.seed))
+        step = DistillationStep(model, recipe, data, torch.Generator().manual_seed(ctx.seed))
         # The seed orders the batches too: retraining a recipe with another seed
         # (finalists) is another run, not the same batches with other dropout.
-        settings = replace(task.fit_settings(recipe.finetune_epochs), seed=ctx.seed)
-        first_batch = task.batch_order(
+        settings = replace(data.fit_settings(recipe.finetune_epochs), seed=ctx.seed)
+        first_batch = data.batch_order(
             len(labels), settings.batch_size, torch.Generator().manual_seed(ctx.seed)
         )[0]
         autocast = choose_autocast(
@@ -125,7 +130,7 @@ class Distillation:
             probe_step(model, step, inputs, labels, first_batch),
             ctx.cache_dir,
             {
-                "student": task.model_spec(model),
+                "student": model.spec,
                 "batch_size": settings.batch_size,
                 "hidden": recipe.hidden_distill_weight > 0,
                 "augment": recipe.augment_word_prob > 0,
@@ -138,12 +143,12 @@ class Distillation:
             inputs,
             labels,
             loss_fn=step.loss,
-            score_fn=task.validation_score,
+            score_fn=data.validation_score,
             settings=settings,
             on_epoch=ctx.on_epoch,
             forward=step.forward,
             extra_parameters=step.parameters(),
-            batch_order=task.batch_order,
+            batch_order=data.batch_order,
             autocast=autocast,
         )
         return model
@@ -199,27 +204,28 @@ class StudentPass:
     states: list[torch.Tensor] | None
     inputs: tuple[torch.Tensor, ...]
     augmented: torch.Tensor | None
-    """Rows whose inputs `Task.augment` changed (None: augmentation is off)."""
+    """Rows whose inputs `TrainingData.augment` changed (None: augmentation is off)."""
 
 
 class DistillationStep:
     """The forward and loss of one distillation step, as `fit` calls them.
 
-    The teacher's outputs come from the task's caches (by row index), except for rows
+    The teacher's outputs come from the data's caches (by row index), except for rows
     that augmentation altered: the teacher runs on those as the student sees them, and
     they are scored on its soft targets alone (their labels may no longer hold).
     """
 
     def __init__(
-        self, student: nn.Module, recipe: Recipe, task: Task, generator: torch.Generator
+        self, student: nn.Module, recipe: Recipe, data: TrainingData, generator: torch.Generator
     ) -> None:
         self.recipe = recipe
-        self.task = task
+        self.data = data
         self.generator = generator
         self.hidden: HiddenStateLoss | None = None
+        self.student = student  # whose `hidden_state_mask` weighs the hidden-state loss
         if recipe.hidden_distill_weight > 0:
             self.hidden = HiddenStateLoss.between(
-                student, task.loaded_teacher().eval(), task, recipe.hidden_distill_weight
+                student, data.loaded_teacher().eval(), data, recipe.hidden_distill_weight
             )
 
     def parameters(self) -> list[nn.Parameter]:
@@ -230,7 +236,7 @@ class DistillationStep:
         augmented = None
         if self.recipe.augment_word_prob > 0:
             with teacher_precision():  # its neighbour table is built on first use
-                inputs, augmented = self.task.augment(
+                inputs, augmented = self.data.augment(
                     inputs, self.recipe.augment_word_prob, self.generator
                 )
         logits, states = self._outputs(model, inputs)
@@ -241,7 +247,7 @@ class DistillationStep:
             teacher_logits, teacher_states = self._teacher_outputs(output, index)
         total = self._logit_loss(output, teacher_logits, labels)
         if self.hidden is not None:
-            mask = self.task.hidden_state_mask(output.inputs)
+            mask = self.student.hidden_state_mask(output.inputs)
             total = total + self.hidden(output.states, teacher_states, mask)
         return total
 
@@ -250,20 +256,20 @@ class DistillationStep:
     ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
         if self.hidden is None:
             return call_model(model, inputs), None
-        return self.task.forward_with_hidden_states(model, inputs)
+        return model.forward_with_hidden_states(*inputs)
 
     def _teacher_outputs(
         self, output: StudentPass, index: torch.Tensor
     ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
         """From the caches, except for altered rows: the teacher runs on those alone
         (its forward costs a third of a step when it runs on the whole batch)."""
-        logits = self.task.teacher_logits()[index]
-        states = None if self.hidden is None else self.task.teacher_hidden_states(index)
+        logits = self.data.teacher_logits()[index]
+        states = None if self.hidden is None else self.data.teacher_hidden_states(index)
         altered = output.augmented
         if altered is None or not altered.any():
             return logits, states
         with torch.no_grad():
-            teacher = self.task.loaded_teacher().eval()
+            teacher = self.data.loaded_teacher().eval()
             fresh_logits, fresh_states = self._outputs(
                 teacher, tuple(t[altered] for t in output.inputs)
             )
@@ -282,12 +288,12 @@ class DistillationStep:
         logits = output.logits
         if output.augmented is None:
             return kd_loss(
-                logits, teacher_logits, self.task.label_loss(logits, labels), temperature, alpha
+                logits, teacher_logits, self.data.label_loss(logits, labels), temperature, alpha
             )
         parts, altered = [], output.augmented
         for rows, row_alpha in ((~altered, alpha), (altered, 1.0)):
             if rows.any():
-                hard = self.task.label_loss(logits[rows], labels[rows])
+                hard = self.data.label_loss(logits[rows], labels[rows])
                 part = kd_loss(logits[rows], teacher_logits[rows], hard, temperature, row_alpha)
                 parts.append(part * rows.sum())
         return torch.stack(parts).sum() / len(labels)

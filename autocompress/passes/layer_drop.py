@@ -2,14 +2,15 @@
 
 Removing whole layers is the cheapest large latency win for encoders (each layer
 is a fixed share of the compute), and unlike width pruning it needs no graph
-tracing. How layers are picked and the config kept true is the task's business
-(`Task.drop_layers`); models without layers make the task raise `Unsupported`.
+tracing. How layers are picked and the config kept true is the model's business
+(`Layered.drop_layers`); a model that is not `Layered` is refused with `Unsupported`.
 """
 
 from __future__ import annotations
 
 from torch import nn
 
+from autocompress.models.capabilities import Layered, require
 from autocompress.passes.base import PassContext
 from autocompress.recipe import Recipe
 
@@ -22,4 +23,6 @@ class LayerDrop:
     def apply(self, model: nn.Module, recipe: Recipe, ctx: PassContext) -> nn.Module:
         if recipe.layer_keep_ratio >= 1.0:
             return model
-        return ctx.task.drop_layers(model, recipe.layer_keep_ratio)
+        return require(model, Layered, "have no layers to drop").drop_layers(
+            recipe.layer_keep_ratio
+        )

@@ -9,6 +9,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from autocompress.models.capabilities import Prunable, require
 from autocompress.passes.base import PassContext
 from autocompress.recipe import Recipe
 
@@ -27,8 +28,9 @@ IMPORTANCES: dict[str, Callable[[], tp.importance.Importance]] = {
 class StructuredPruning:
     """Prune `recipe.pruning_ratio` of every prunable layer's channels, head protected.
 
-    Model-specific MetaPruner options and post-pruning fix-ups come from the task
-    (`Task.pruning_options`, `Task.after_pruning`), so this pass has no model `if`s.
+    Model-specific MetaPruner options, the protected head and post-pruning fix-ups
+    come from the model (`Prunable`), so this pass has no model `if`s; a model that
+    is not `Prunable` is refused with `Unsupported`.
     """
 
     name = "structured_pruning"
@@ -36,43 +38,42 @@ class StructuredPruning:
     def apply(self, model: nn.Module, recipe: Recipe, ctx: PassContext) -> nn.Module:
         if not recipe.prunes:
             return model
+        prunable = require(model, Prunable, "cannot be pruned structurally")
         torch.manual_seed(ctx.seed)
         model.eval()
-        # The task knows its architecture: attention heads, which widths must stay
+        # The model knows its architecture: attention heads, which widths must stay
         # uniform, what else to leave whole. Its options override the defaults here;
         # its ignored layers add to the protected ones, never replace them.
-        options = dict(
-            ctx.task.pruning_options(model, recipe.pruning_ratio, recipe.ffn_pruning_ratio)
-        )
-        ignored = [*ctx.task.protected_layers(model), *options.pop("ignored_layers", [])]
+        options = dict(prunable.pruning_options(recipe.pruning_ratio, recipe.ffn_pruning_ratio))
+        ignored = [*prunable.protected_layers(), *options.pop("ignored_layers", [])]
         kwargs = {
             "importance": IMPORTANCES[recipe.pruning_importance](),
             "pruning_ratio": recipe.pruning_ratio,
             **options,
             "ignored_layers": ignored,
         }
-        pruner = tp.pruner.MetaPruner(model, ctx.task.example_inputs(), **kwargs)
+        pruner = tp.pruner.MetaPruner(model, ctx.data.example_inputs(), **kwargs)
         if recipe.pruning_importance == "taylor":
             _accumulate_gradients(model, ctx)
         pruner.step()
         model.zero_grad(set_to_none=True)
         # torch-pruning changes weights only; shape bookkeeping (head counts, configs)
-        # is the task's to bring in line, or to refuse with `Unsupported`.
-        ctx.task.after_pruning(model, pruner)
+        # is the model's to bring in line, or to refuse with `Unsupported`.
+        prunable.after_pruning(pruner)
         return model
 
 
 def _accumulate_gradients(model: nn.Module, ctx: PassContext) -> None:
-    """Taylor importance scores channels by weight × gradient of the task loss.
+    """Taylor importance scores channels by weight × gradient of the label loss.
 
     The gradient of the mean loss over a seeded sample of at most `TAYLOR_EXAMPLES`
     training examples, accumulated in mini-batches: one batch of a whole text training
     set (8.6k tweets through MiniLM) needs more memory than the machine has.
     """
-    inputs, labels = ctx.task.train_tensors()
+    inputs, labels = ctx.data.train_tensors()
     generator = torch.Generator().manual_seed(ctx.seed)
     sample = torch.randperm(len(labels), generator=generator)[:TAYLOR_EXAMPLES]
     model.zero_grad()
     for batch in sample.split(TAYLOR_BATCH):
-        loss = ctx.task.label_loss(model(*(x[batch] for x in inputs)), labels[batch])
+        loss = ctx.data.label_loss(model(*(x[batch] for x in inputs)), labels[batch])
         (loss * len(batch) / len(sample)).backward()

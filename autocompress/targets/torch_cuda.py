@@ -39,6 +39,7 @@ from torch import nn
 
 from autocompress.config import TargetConfig
 from autocompress.errors import Unsupported, UserError
+from autocompress.models.capabilities import Prunable, require
 from autocompress.passes.bnb import (
     BNB_4BIT_BLOCK_SIZES,
     BNB_4BIT_TYPES,
@@ -133,7 +134,7 @@ class TorchModel:
 
 
 def to_runnable(
-    task: Task, student: nn.Module, recipe: Recipe, device: torch.device | str, batch_size: int
+    student: nn.Module, recipe: Recipe, device: torch.device | str, batch_size: int
 ) -> TorchModel:
     """A copy of `student` at the recipe's precision on `device` (CPU works too, slowly)."""
     torch_precision(recipe)
@@ -146,7 +147,7 @@ def to_runnable(
             model,
             recipe.bits,
             recipe.bnb_4bit_type,
-            skip=task.protected_layers(model),
+            skip=_protected_layers(model),
             block_size=recipe.int4_block_size,
             device=device,
         )
@@ -154,11 +155,16 @@ def to_runnable(
     return TorchModel(model, device, dtype, batch_size, quantized_bytes(model))
 
 
-def write_model_files(task: Task, student: nn.Module, recipe: Recipe, folder: Path) -> list[str]:
+def _protected_layers(model: nn.Module) -> list[nn.Module]:
+    """What quantization leaves in full precision: what pruning leaves whole (the head)."""
+    return require(model, Prunable, "name no layers to keep whole").protected_layers()
+
+
+def write_model_files(student: nn.Module, recipe: Recipe, folder: Path) -> list[str]:
     """The student's FP32 weights and how this target quantizes them at load time."""
     precision = torch_precision(recipe)
     save_model(student, str(folder / WEIGHTS_FILE), force_contiguous=True)
-    protected = {id(m) for m in task.protected_layers(student)}
+    protected = {id(m) for m in _protected_layers(student)}
     quantization = None
     if recipe.bits in (8, 4):
         bnb = import_bitsandbytes()
@@ -182,7 +188,7 @@ def write_model_files(task: Task, student: nn.Module, recipe: Recipe, folder: Pa
         "dtype": "float32" if recipe.bits == 32 else "float16",
         "precision": precision,
         "quantization": quantization,
-        "student_spec": task.model_spec(student),
+        "student_spec": student.spec,
     }
     (folder / SPEC_FILE).write_text(json.dumps(spec, indent=2))
     return [WEIGHTS_FILE, SPEC_FILE]
@@ -243,8 +249,8 @@ class TorchCudaTarget:
         # bitsandbytes layers sit in reference cycles: free the last trial's GPU memory now.
         gc.collect()
         torch.cuda.empty_cache()
-        files = write_model_files(task, student, recipe, folder)
-        runnable = to_runnable(task, student, recipe, self.device, self.config.batch_size)
+        files = write_model_files(student, recipe, folder)
+        runnable = to_runnable(student, recipe, self.device, self.config.batch_size)
         return Materialized(runnable=runnable, files=files)
 
     def measure(self, runnable: TorchModel, feed: dict[str, np.ndarray]) -> Measurement:

@@ -1,5 +1,6 @@
-"""Tasks: what is compressed. A new kind of model or data is a new module here, plus one
-line in `TASKS`.
+"""Tasks: what is compressed. A new kind of data (and the teacher trained on it) is a new
+module here, plus one line in `TASKS`; what a model can do structurally is the model's
+own (`autocompress.models.capabilities`).
 
 Each kind is imported when a study uses it: the text task pulls in transformers, which
 takes seconds to import and which a credit study (or `export`, `front`) never needs.

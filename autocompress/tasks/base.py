@@ -1,9 +1,12 @@
 """What a compression study compresses.
 
-A `Task` owns everything that depends on the kind of model and data: loading and
-splitting, the teacher (trained once, cached), example inputs, ONNX export, and
-scoring. Passes, targets and the search only talk to this interface, so a new
-kind of model is a new file in `tasks/`, never an `if` elsewhere.
+A `Task` is data, teacher, evaluation and export extras: loading and splitting, the
+teacher (trained once, cached) and its outputs, example inputs, ONNX export, and
+scoring. What a model can do structurally (prune, drop layers, expose hidden states,
+its spec) is the model's own (`autocompress.models.capabilities`); passes ask the
+model for that and the task only for data (`autocompress.passes.base.TrainingData`,
+which every task satisfies). A new kind of data is a new file in `tasks/`, a new
+kind of model a new file in `models/`, never an `if` elsewhere.
 """
 
 from __future__ import annotations
@@ -119,42 +122,14 @@ class Task(ABC):
             raise RuntimeError("teacher() must be called before loaded_teacher()")
         return self._teacher
 
-    # -- structure ---------------------------------------------------------------------
+    # -- inputs for the passes ---------------------------------------------------------
     @abstractmethod
     def example_inputs(self) -> tuple[torch.Tensor, ...]:
         """A small batch for tracing (pruning dependency graph, ONNX export)."""
 
-    @abstractmethod
-    def protected_layers(self, model: nn.Module) -> list[nn.Module]:
-        """Layers pruning must leave whole (the classifier head)."""
-
-    @abstractmethod
-    def model_spec(self, model: nn.Module) -> dict:
-        """The shape spec a model is rebuilt from (written into `config.yaml`)."""
-
-    def pruning_options(
-        self, model: nn.Module, ratio: float, ffn_ratio: float | None = None
-    ) -> dict:
-        """Extra `MetaPruner` keyword arguments (heads, per-layer ratios); none by default.
-        `ffn_ratio` is the transformers' FFN ratio when it differs from `ratio`."""
-        return {}
-
-    def after_pruning(self, model: nn.Module, pruner: object) -> None:  # noqa: B027 - no-op hook
-        """Fix shape bookkeeping torch-pruning does not touch; nothing to fix by default."""
-
-    def drop_layers(self, model: nn.Module, keep_ratio: float) -> nn.Module:
-        """Keep `keep_ratio` of the model's layers; only layered models can."""
-        raise Unsupported(f"{type(self).__name__} models have no layers to drop")
-
-    def forward_with_hidden_states(
-        self, model: nn.Module, inputs: tuple[torch.Tensor, ...]
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Logits and intermediate representations of one forward pass (hidden-state KD)."""
-        raise Unsupported(f"{type(self).__name__} models expose no hidden states to distil")
-
     def teacher_hidden_states(self, index: torch.Tensor) -> list[torch.Tensor]:
-        """The teacher's hidden states for the training rows `index`, as
-        `forward_with_hidden_states` gives them for those rows."""
+        """The teacher's hidden states for the training rows `index`, as its
+        `forward_with_hidden_states` (`HiddenStates`) gives them for those rows."""
         raise Unsupported(f"{type(self).__name__} models expose no hidden states to distil")
 
     def augment(
@@ -163,16 +138,6 @@ class Task(ABC):
         """A training batch with some rows altered for distillation, and which rows
         (their labels may no longer hold; the teacher scores them instead)."""
         raise Unsupported(f"{type(self).__name__} has no data augmentation")
-
-    def hidden_state_mask(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor | None:
-        """Which positions of `forward_with_hidden_states`'s states hold real input
-        (1) rather than padding (0), shaped like the states without their last axis;
-        None when every position counts."""
-        return None
-
-    def hidden_state_map(self, student: nn.Module, teacher: nn.Module) -> list[int]:
-        """For each of the student's hidden states, the index of the teacher's it learns from."""
-        raise Unsupported(f"{type(self).__name__} models expose no hidden states to distil")
 
     # -- ONNX side ---------------------------------------------------------------------
     @abstractmethod

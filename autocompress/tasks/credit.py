@@ -209,15 +209,9 @@ class CreditTask(Task):
             logits = model(torch.from_numpy(self._arrays["valid"])).numpy()
         return float(roc_auc_score(self.labels("valid"), logits[:, 1] - logits[:, 0]))
 
-    # -- structure ---------------------------------------------------------------------
+    # -- inputs for the passes ---------------------------------------------------------
     def example_inputs(self) -> tuple[torch.Tensor, ...]:
         return (torch.from_numpy(self._arrays["train"][:8]),)
-
-    def protected_layers(self, model: nn.Module) -> list[nn.Module]:
-        return [model.head]
-
-    def model_spec(self, model: nn.Module) -> dict:
-        return model.spec
 
     # -- ONNX side ---------------------------------------------------------------------
     def export_onnx(self, model: nn.Module, path: Path) -> None:

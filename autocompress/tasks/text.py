@@ -21,14 +21,7 @@ from torch.nn import functional as F
 
 from autocompress.config import StudyConfig, TextTaskConfig
 from autocompress.errors import UserError
-from autocompress.models.bert import (
-    TextClassifier,
-    drop_layers,
-    hidden_state_map,
-    pruning_options,
-    sync_after_pruning,
-    trimmed_attention_mask,
-)
+from autocompress.models.bert import TextClassifier, trimmed_attention_mask
 from autocompress.tasks.base import Task
 from autocompress.tasks.data_files import file_sha256, resolve_model_folder
 from autocompress.tasks.metrics import classification_metrics
@@ -218,31 +211,9 @@ class TextTask(Task):
         logits = self._logits(model, "valid").numpy()
         return classification_metrics(logits, self.labels("valid"), self.f1_average)["f1"]
 
-    # -- structure ---------------------------------------------------------------------
+    # -- inputs for the passes ---------------------------------------------------------
     def example_inputs(self) -> tuple[torch.Tensor, ...]:
         return tuple(t[:2] for t in self._tensors["train"])
-
-    def protected_layers(self, model: nn.Module) -> list[nn.Module]:
-        return [model.hf.classifier]
-
-    def model_spec(self, model: nn.Module) -> dict:
-        return model.spec
-
-    def pruning_options(
-        self, model: nn.Module, ratio: float, ffn_ratio: float | None = None
-    ) -> dict:
-        return pruning_options(model, ratio, ffn_ratio)
-
-    def after_pruning(self, model: nn.Module, pruner) -> None:
-        sync_after_pruning(model, pruner)
-
-    def drop_layers(self, model: nn.Module, keep_ratio: float) -> nn.Module:
-        return drop_layers(model, keep_ratio)
-
-    def forward_with_hidden_states(
-        self, model: nn.Module, inputs: tuple[torch.Tensor, ...]
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        return model.forward_with_hidden_states(*inputs)
 
     def teacher_hidden_states(self, index: torch.Tensor) -> list[torch.Tensor]:
         """From a cache of the whole training split, built on first use in a process:
@@ -251,7 +222,7 @@ class TextTask(Task):
         64 tokens and 7 states); returned in fp32, trimmed as the student's batch is."""
         if self._teacher_states is None:
             self._teacher_states = self._all_teacher_states()
-        length = self.hidden_state_mask(tuple(t[index] for t in self._tensors["train"])).shape[1]
+        length = trimmed_attention_mask(*(t[index] for t in self._tensors["train"])).shape[1]
         return [states[index, :length].float() for states in self._teacher_states]
 
     def _all_teacher_states(self) -> list[torch.Tensor]:
@@ -270,7 +241,7 @@ class TextTask(Task):
                     cache = [
                         torch.zeros(rows, columns, s.shape[-1], dtype=torch.float16) for s in states
                     ]
-                mask = self.hidden_state_mask(batch).unsqueeze(-1).to(torch.float16)
+                mask = trimmed_attention_mask(*batch).unsqueeze(-1).to(torch.float16)
                 for stored, state in zip(cache, states, strict=True):
                     stored[index, : state.shape[1]] = state.to(torch.float16) * mask
         return cache
@@ -290,12 +261,6 @@ class TextTask(Task):
         input_ids, attention_mask, *rest = inputs
         replaced, rows = self._neighbours.replace(input_ids, attention_mask, word_prob, generator)
         return (replaced, attention_mask, *rest), rows
-
-    def hidden_state_mask(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        return trimmed_attention_mask(*inputs)
-
-    def hidden_state_map(self, student: nn.Module, teacher: nn.Module) -> list[int]:
-        return hidden_state_map(student, teacher)
 
     # -- ONNX side ---------------------------------------------------------------------
     def export_onnx(self, model: nn.Module, path: Path) -> None:
