@@ -326,7 +326,9 @@ def completed_trial_note(
         f"batch {measurement['batch_size']}, {measurement['threads']} thread(s), "
         f"{measurement['provider']}, machine {measurement['machine_id']})",
     ]
-    if measurement.get("noisy"):
+    if measurement.get("noise_reason"):
+        lines.append(f"- **noisy latency**: {measurement['noise_reason']}")
+    elif measurement.get("noisy"):
         cvs = ", ".join(f"{cv:.0%}" for cv in measurement.get("attempt_cvs", ()))
         limit = measurement.get("max_cv")
         lines.append(

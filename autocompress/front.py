@@ -44,6 +44,8 @@ class FrontMember:
         if not self.noisy:
             return ""
         m = self.metrics
+        if m.get("latency_noise_reason"):
+            return str(m["latency_noise_reason"])
         limit = m.get("latency_max_cv")
         return (
             f"CV {m.get('latency_cv') or 0.0:.0%} after {m.get('latency_attempts') or 1} "
@@ -63,6 +65,7 @@ class FrontMember:
             "latency_noisy": attrs.get("measurement", {}).get("noisy", False),
             "latency_attempts": attrs.get("measurement", {}).get("attempts", 1),
             "latency_max_cv": attrs.get("measurement", {}).get("max_cv"),
+            "latency_noise_reason": attrs.get("measurement", {}).get("noise_reason"),
             "size_bytes": attrs.get("measurement", {}).get("size_bytes"),
             "accuracy_drop": attrs.get("accuracy_drop"),
             "f1_drop": attrs.get("f1_drop"),

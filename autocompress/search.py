@@ -312,6 +312,7 @@ class Objective:
                         last_epoch=recipe.finetune_epochs,
                         latency_ms=None if estimate is None else estimate.latency_p50_ms,
                     ),
+                    expected_p50_ms=None if estimate is None else estimate.latency_p50_ms,
                 )
             except (Unsupported, optuna.TrialPruned) as reason:
                 raise pruned(trial, str(reason)) from None
@@ -392,8 +393,10 @@ class Objective:
         folder: Path,
         seed: int,
         on_epoch: Callable[[int, float], None] | None = None,
+        expected_p50_ms: float | None = None,
     ) -> tuple[Evaluation, Judgement]:
-        """Train `recipe`'s student with `seed`, measure it (files in `folder`) and judge
+        """Train `recipe`'s student with `seed`, measure it (files in `folder`; checked
+        against `expected_p50_ms`, its shape's p50 before training, when known) and judge
         it against the teacher. Raises `Unsupported` when it cannot run."""
         task, teacher = self._task_and_teacher(recipe)
         workers = self.loaded.config.workers
@@ -407,6 +410,7 @@ class Objective:
             on_epoch=on_epoch,
             autocast=workers.autocast,
             cache_dir=self.loaded.config.artifacts_path / "autocast_probes",
+            expected_p50_ms=expected_p50_ms,
         )
         return evaluation, self.comparison.judge(evaluation.predictions)
 

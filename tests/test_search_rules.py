@@ -262,3 +262,46 @@ def test_successive_halving_runs_in_a_study_and_records_what_it_stopped(
     complete = [t for t in students if t.state == TrialState.COMPLETE]
     assert complete, "someone must finish"
     assert all(len(t.user_attrs[VALID_CURVE]) <= 6 for t in students)
+
+
+def test_a_trained_latency_far_from_its_estimate_is_timed_again_then_marked_noisy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same shape measured 1000 ms before training (a figure taken under load, here
+    planted in the cache) and well under 1 ms after: one of the two was disturbed. The
+    trained model is timed again; still far, it is kept marked noisy with the reason."""
+    monkeypatch.chdir(tmp_path)
+    first = run_study(_skipping_study(tmp_path), progress=False)
+    config = first.loaded.config
+    task = build_task(config)
+    estimator = LatencyEstimator(build_target(config), config.artifacts_path / "latency_estimates")
+    key = estimator.estimate(
+        task, task.teacher(config.artifacts_path / "teachers"), Recipe.from_dict(FAST)
+    ).key
+    assert not first.study.trials[1].user_attrs["measurement"].get("noise_reason")
+    (estimator.cache_dir / f"{key}.json").write_text(json.dumps({"latency_p50_ms": 1000.0}))
+
+    study = tiny_study_dict(
+        tmp_path,
+        study_name="planted",
+        n_trials=2,
+        constraints={"max_accuracy_drop": 1.0},
+        cost_control={"successive_halving": True},
+        target={"batch_size": 256, "warmup": 5, "repeats": 30, "remeasure_attempts": 2,
+                "remeasure_backoff_s": 0.0},
+        warm_start=[FAST],
+    )  # fmt: skip
+    study["task"]["teacher"] = WIDE_TEACHER
+    result = run_study(write_study(tmp_path, study, "planted.yaml"), progress=False)
+    trial = result.study.trials[1]
+    measurement = trial.user_attrs["measurement"]
+    assert trial.user_attrs[ESTIMATE_ATTR]["cached"] is True
+    assert measurement["noisy"] is True
+    assert "far from the 1000.000 ms its untrained shape measured" in measurement["noise_reason"]
+    assert "over 3 measurements" in measurement["noise_reason"]
+    assert trial.values[-1] == pytest.approx(measurement["latency_p50_ms"])
+    member = next(m for m in result.front if m.trial_number == 1)
+    assert member.noisy and "untrained shape" in member.noise_note()
+    notes = result.study._storage.get_study_system_attrs(result.study._study_id)
+    body = get_note_from_system_attrs(notes, trial._trial_id)["body"]
+    assert "**noisy latency**: p50 stayed far from" in body

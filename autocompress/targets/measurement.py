@@ -67,6 +67,8 @@ class Measurement:
     attempts: int = 1
     attempt_cvs: tuple[float, ...] = ()
     max_cv: float | None = None
+    noise_reason: str | None = None
+    """Why it is `noisy` when not by its spread (see `pipeline.measure_as_expected`)."""
 
     @classmethod
     def from_timings(cls, timings_s: list[float], **context: object) -> Measurement:
