@@ -22,6 +22,7 @@ reading a study file needs no torch.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from autocompress.passes.base import Pass
 
+logger = logging.getLogger("autocompress")
 # For the columns a credit study lists in `task.preprocessing.searched_columns`:
 # `declared` keeps the study's own transform; any other replaces it (see config.py).
 NUMERIC_TRANSFORMS = ("declared", "none", "log1p", "signed_log1p", "clip", "quantile")
@@ -80,8 +82,11 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> Recipe:
-        """The recipe `values` describe; names no registered pass declares are left out."""
+        """The recipe `values` describe; names no registered pass declares are left out,
+        with a warning (this process cannot apply them: its pass is not registered)."""
         declared = recipe_fields()
+        if unknown := [k for k in values if k not in STORED_FIELDS and k not in declared]:
+            logger.warning("recipe fields %s: no registered pass declares them; left out", unknown)
         return cls(
             **{k: v for k, v in values.items() if k in STORED_FIELDS},
             extras={k: v for k, v in values.items() if k not in STORED_FIELDS and k in declared},

@@ -6,8 +6,6 @@ processes, as `tests/test_new_policy.py` runs them."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from optuna_dashboard._note import get_note_from_system_attrs
 from autocompress.passes import ONNX_PASSES, TORCH_PASSES, TorchPass
 from autocompress.recipe import RECIPE_FIELDS, STORED_FIELDS, FieldSpec, Recipe
 from tests.conftest import tiny_study_dict, write_study
+from tests.test_new_policy import run  # the launcher in a real process
 
 # New file 1: a torch pass. Light at import (torch inside `apply`), as every pass is:
 # `autocompress front` reads its fields without torch.
@@ -125,16 +124,6 @@ SPACE = {
     "strip_docstrings": True,
     "bits": {"choices": [32]},
 }
-
-
-def run(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(folder / "launch.py"), *args],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def study_file(folder: Path, **space: object) -> Path:

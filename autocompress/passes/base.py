@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol, TypeAlias
 
 if TYPE_CHECKING:  # annotations only: this module is read without torch
     import numpy as np
@@ -27,6 +27,8 @@ if TYPE_CHECKING:  # annotations only: this module is read without torch
 
     from autocompress.recipe import FieldSpec, Recipe
     from autocompress.training import FitSettings
+
+    Calibration: TypeAlias = list[dict[str, np.ndarray]]  # input batches, as the graph's feeds
 
 
 class TrainingData(Protocol):
@@ -122,11 +124,7 @@ class OnnxPass(Pass):
     `ONNX_PASSES` order after export: ONNX in, ONNX out."""
 
     def apply(
-        self,
-        source: Path,
-        destination: Path,
-        recipe: Recipe,
-        calibration: list[dict[str, np.ndarray]],
+        self, source: Path, destination: Path, recipe: Recipe, calibration: Calibration
     ) -> None:
         """Write `source` transformed to `destination` (a copy when there is nothing to
         do); `calibration` is the task's input batches, for passes that calibrate."""

@@ -29,6 +29,7 @@ from autocompress.recipe import FieldSpec
 if TYPE_CHECKING:
     import onnx
 
+    from autocompress.passes.base import Calibration
     from autocompress.recipe import Recipe
 
 BIT_WIDTHS = (32, 16, 8, 4)
@@ -69,11 +70,7 @@ class Precision(OnnxPass):
         return f"precision: {recipe.precision}"
 
     def apply(
-        self,
-        source: Path,
-        destination: Path,
-        recipe: Recipe,
-        calibration: list[dict[str, np.ndarray]],
+        self, source: Path, destination: Path, recipe: Recipe, calibration: Calibration
     ) -> None:
         apply_precision(source, destination, recipe, calibration)
 
