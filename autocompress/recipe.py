@@ -186,7 +186,7 @@ def recipe_fields() -> dict[str, FieldSpec]:
         for name, spec in specs.items():
             if name in declared:
                 raise ValueError(f"{owner!r} declares the field {name!r}, as {owners[name]!r} does")
-            if name not in STORED_FIELDS and hasattr(Recipe, name):
+            if name == "extras" or (name not in STORED_FIELDS and hasattr(Recipe, name)):
                 raise ValueError(f"{owner!r} declares {name!r}, which a Recipe already has")
             declared[name], owners[name] = spec, owner
     return declared
