@@ -156,6 +156,8 @@ class LatencyEstimator:
             "inputs": recipe.numeric_transform,  # a credit graph carries its preprocessing
             "target": self.target_id,
         }
+        if recipe.extras:  # other registered passes' fields: they may change the graph too
+            parts["extras"] = dict(recipe.extras)
         payload = json.dumps(parts, sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 

@@ -2,20 +2,35 @@
 
 A `Recipe` is plain data made from a trial's params. It is written as
 `config.yaml` in every export, and is enough (with the teacher) to rebuild the
-same model. `RECIPE_FIELDS` is the single description of what a search space may
-name, with the values each field allows and when it is active.
+same model.
+
+What a search space may name is declared by the passes that act on it: each
+registered pass (`autocompress.passes.TORCH_PASSES`, then `ONNX_PASSES`) lists its
+fields (`Pass.fields`: name -> `FieldSpec`, with the default) and words what it does
+to a recipe (`Pass.describe`, `Pass.step`). `RECIPE_FIELDS` is those fields in
+registration order, followed by the recipe-level `INPUT_FIELDS`, which no pass acts
+on (the task reads them); it is read from the registries when asked, so a pass
+registered after this module was imported is in it.
+
+The fields of the passes shipped with autocompress are stored as the dataclass's own
+attributes (their order is that of `to_dict` and of every export's `config.yaml`);
+a field another pass declares is kept in `extras`, read as an attribute all the
+same (`recipe.noise_std`) and flattened by `to_dict`/`from_dict`. This module imports
+no pass at import time (passes import `FieldSpec` from here), and nothing heavy:
+reading a study file needs no torch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any
 
-IMPORTANCE_CRITERIA = ("l1", "l2", "lamp", "taylor", "random")
-BIT_WIDTHS = (32, 16, 8, 4)
-INT8_MODES = ("dynamic", "static")
-BNB_4BIT_TYPES = ("nf4", "fp4")
+if TYPE_CHECKING:
+    from autocompress.passes.base import Pass
+
+logger = logging.getLogger("autocompress")
 # For the columns a credit study lists in `task.preprocessing.searched_columns`:
 # `declared` keeps the study's own transform; any other replaces it (see config.py).
 NUMERIC_TRANSFORMS = ("declared", "none", "log1p", "signed_log1p", "clip", "quantile")
@@ -23,7 +38,11 @@ NUMERIC_TRANSFORMS = ("declared", "none", "log1p", "signed_log1p", "clip", "quan
 
 @dataclass(frozen=True)
 class Recipe:
-    """One point of the search space; defaults are the identity (the teacher itself)."""
+    """One point of the search space; defaults are the identity (the teacher itself).
+
+    The attributes are the fields of the shipped passes, with the defaults those passes
+    declare (tests/test_extension_points.py holds the two equal); `extras` holds the
+    values given for fields that other registered passes declare."""
 
     pruning_ratio: float = 0.0
     ffn_pruning_ratio: float | None = None
@@ -40,35 +59,46 @@ class Recipe:
     layer_keep_ratio: float = 1.0
     bnb_4bit_type: str = "nf4"
     numeric_transform: str = "declared"
+    extras: Mapping[str, Any] = field(default_factory=dict, repr=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if clash := sorted(set(STORED_FIELDS) & set(self.extras)):
+            raise ValueError(f"{clash} are stored fields of a Recipe, not extras")
+        object.__setattr__(self, "extras", dict(self.extras))  # a copy: recipes are values
+
+    def __getattr__(self, name: str) -> Any:
+        """A field another registered pass declares: its value here, else its default."""
+        extras = self.__dict__.get("extras", {})
+        if name in extras:
+            return extras[name]
+        spec = None if name.startswith("_") else recipe_fields().get(name)
+        if spec is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return spec.default
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every stored field, then the extras given: what `config.yaml` records."""
+        return {**{name: getattr(self, name) for name in STORED_FIELDS}, **self.extras}
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> Recipe:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        """The recipe `values` describe; names no registered pass declares are left out,
+        with a warning (this process cannot apply them: its pass is not registered)."""
+        declared = recipe_fields()
+        if unknown := [k for k in values if k not in STORED_FIELDS and k not in declared]:
+            logger.warning("recipe fields %s: no registered pass declares them; left out", unknown)
+        return cls(
+            **{k: v for k, v in values.items() if k in STORED_FIELDS},
+            extras={k: v for k, v in values.items() if k not in STORED_FIELDS and k in declared},
+        )
 
     @property
     def describe(self) -> str:
-        """A one-line summary of what the pass chain does, for tables and notes."""
-        parts = []
-        if self.numeric_transform != "declared":
-            parts.append(f"{self.numeric_transform} inputs")
-        if self.layer_keep_ratio < 1.0:
-            parts.append(f"keep {self.layer_keep_ratio:.0%} layers")
-        if self.prunes:
-            ffn = "" if self.ffn_pruning_ratio is None else f" FFN {self.ffn_pruning_ratio:.0%}"
-            parts.append(f"prune {self.pruning_ratio:.0%}{ffn} ({self.pruning_importance})")
-        if self.finetune_epochs > 0:
-            kd = f"KD T={self.kd_temperature:.1f} a={self.kd_alpha:.2f}" if self.distils else "FT"
-            if self.hidden_distill_weight > 0:
-                kd += f" +hid {self.hidden_distill_weight:.2g}"
-            if self.augment_word_prob > 0:
-                kd += f" +aug {self.augment_word_prob:.2g}"
-            parts.append(f"{kd} {self.finetune_epochs}ep")
-        parts.append(self.precision)
-        return ", ".join(parts)
+        """A one-line summary of what the pass chain does, for tables and notes: the
+        inputs, then each registered pass's `describe`, in order."""
+        inputs = "" if self.numeric_transform == "declared" else f"{self.numeric_transform} inputs"
+        parts = [inputs, *(each.describe(self) for each in registered_passes())]
+        return ", ".join(part for part in parts if part)
 
     @property
     def prunes(self) -> bool:
@@ -99,44 +129,18 @@ class Recipe:
                 f"inputs: {self.numeric_transform} for the searched numeric columns, from a "
                 "teacher trained on those inputs"
             )
-        if self.layer_keep_ratio < 1.0:
-            steps.append(
-                f"layer drop: keep {self.layer_keep_ratio:.0%} of the layers, evenly spaced"
-            )
-        if self.prunes:
-            where = pruned_units or "hidden units in an MLP; heads/FFN/hidden in a transformer"
-            if self.ffn_pruning_ratio is not None:
-                where = f"heads/hidden; {self.ffn_pruning_ratio:.0%} of the FFN channels"
-            steps.append(
-                f"structured pruning: remove {self.pruning_ratio:.0%} of the channels "
-                f"({where}), ranked by {self.pruning_importance}"
-            )
-        if self.finetune_epochs == 0:
-            steps.append("no fine-tuning")
-        elif self.distils:
-            extras = [
-                f"hidden-state matching weight {self.hidden_distill_weight:g}"
-                if self.hidden_distill_weight > 0
-                else "",
-                f"half of each batch with {self.augment_word_prob:.0%} of its words replaced "
-                "and scored by the teacher"
-                if self.augment_word_prob > 0
-                else "",
-            ]
-            steps.append(
-                f"distillation from the teacher: {self.finetune_epochs} epoch(s), "
-                f"T={self.kd_temperature:.2f}, alpha={self.kd_alpha:.2f}"
-                + "".join(f", {extra}" for extra in extras if extra)
-            )
-        else:
-            steps.append(f"fine-tuning on the labels: {self.finetune_epochs} epoch(s)")
-        steps.append(f"precision: {self.precision}")
-        return steps
+        steps += [each.step(self, pruned_units) for each in registered_passes()]
+        return [step for step in steps if step]
+
+
+STORED_FIELDS = tuple(f.name for f in fields(Recipe) if f.name != "extras")
+"""The fields a `Recipe` stores as attributes, in `to_dict` order."""
 
 
 @dataclass(frozen=True)
 class FieldSpec:
-    """What a search space may say about one recipe field."""
+    """What a search space may say about one recipe field, and its value when it says
+    nothing (`default`)."""
 
     kind: type
     low: float | None = None
@@ -146,57 +150,12 @@ class FieldSpec:
     tasks: tuple[str, ...] | None = None  # None: every registered task kind
     runtimes: tuple[str, ...] | None = None  # None: every registered target runtime
     note: str = ""
+    default: Any = None
 
 
-def _fine_tunes(params: Mapping[str, Any]) -> bool:
-    """Active only when the recipe fine-tunes (the distillation fields)."""
-    return params.get("finetune_epochs", 0) > 0
-
-
-RECIPE_FIELDS: dict[str, FieldSpec] = {
-    "layer_keep_ratio": FieldSpec(
-        float, 0.1, 1.0, tasks=("text",), note="share of encoder layers kept, evenly spaced"
-    ),
-    "pruning_ratio": FieldSpec(float, 0.0, 0.95, note="fraction of channels removed"),
-    "ffn_pruning_ratio": FieldSpec(
-        float,
-        0.0,
-        0.95,
-        tasks=("text",),
-        note="fraction of FFN channels removed; pruning_ratio then prunes heads and hidden "
-        "size only (unset: pruning_ratio prunes all three)",
-    ),
-    "pruning_importance": FieldSpec(
-        str,
-        choices=IMPORTANCE_CRITERIA,
-        active=lambda p: Recipe.from_dict(p).prunes,
-    ),
-    "finetune_epochs": FieldSpec(int, 0, 500),
-    "kd_temperature": FieldSpec(float, 1.0, 50.0, active=_fine_tunes),
-    "kd_alpha": FieldSpec(float, 0.0, 1.0, active=_fine_tunes),
-    "hidden_distill_weight": FieldSpec(
-        float,
-        0.0,
-        10.0,
-        active=_fine_tunes,
-        tasks=("text",),
-        note="weight of the MSE between student and teacher hidden states, added to the KD loss",
-    ),
-    "augment_word_prob": FieldSpec(
-        float,
-        0.0,
-        0.8,
-        active=_fine_tunes,
-        tasks=("text",),
-        note="chance that each whole word of an augmented row is replaced by an embedding "
-        "neighbour; the teacher scores those rows (0 = no augmentation)",
-    ),
-    "bits": FieldSpec(int, choices=BIT_WIDTHS),
-    "int8_mode": FieldSpec(str, choices=INT8_MODES, active=lambda p: p.get("bits") == 8),
-    "per_channel": FieldSpec(bool, choices=(True, False), active=lambda p: p.get("bits") == 8),
-    "int4_block_size": FieldSpec(
-        int, choices=(16, 32, 64, 128), active=lambda p: p.get("bits") == 4
-    ),
+# Recipe-level fields: no pass acts on them. The task does (`Task.for_recipe`: which
+# preprocessing, hence which teacher), before any pass runs.
+INPUT_FIELDS: dict[str, FieldSpec] = {
     "numeric_transform": FieldSpec(
         str,
         choices=NUMERIC_TRANSFORMS,
@@ -204,12 +163,47 @@ RECIPE_FIELDS: dict[str, FieldSpec] = {
         note="transform of the columns in task.preprocessing.searched_columns; `declared` "
         "keeps the study's; another trains (once, then cached) a teacher on those inputs, "
         "and the student starts from it",
-    ),
-    "bnb_4bit_type": FieldSpec(
-        str,
-        choices=BNB_4BIT_TYPES,
-        active=lambda p: p.get("bits") == 4,
-        runtimes=("torch-cuda",),
-        note="bitsandbytes 4-bit data type: normal float (nf4) or float (fp4)",
+        default="declared",
     ),
 }
+
+
+def registered_passes() -> list[Pass]:
+    """The torch passes, then the ONNX passes, as registered now."""
+    from autocompress.passes import ONNX_PASSES, TORCH_PASSES  # light; they import this module
+
+    return [*TORCH_PASSES, *ONNX_PASSES]
+
+
+def recipe_fields() -> dict[str, FieldSpec]:
+    """Every field a search space may name: the registered passes' fields in order, then
+    `INPUT_FIELDS`. Two declarations of one name, or a name a `Recipe` already uses for
+    something else, are refused (`ValueError`)."""
+    declared: dict[str, FieldSpec] = {}
+    owners: dict[str, str] = {}
+    declarations = [(each.name, each.fields) for each in registered_passes()]
+    for owner, specs in [*declarations, ("recipe", INPUT_FIELDS)]:
+        for name, spec in specs.items():
+            if name in declared:
+                raise ValueError(f"{owner!r} declares the field {name!r}, as {owners[name]!r} does")
+            if name == "extras" or (name not in STORED_FIELDS and hasattr(Recipe, name)):
+                raise ValueError(f"{owner!r} declares {name!r}, which a Recipe already has")
+            declared[name], owners[name] = spec, owner
+    return declared
+
+
+class _RegisteredFields(Mapping[str, FieldSpec]):
+    """`recipe_fields()` as a mapping, read anew at each use."""
+
+    def __getitem__(self, name: str) -> FieldSpec:
+        return recipe_fields()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(recipe_fields())
+
+    def __len__(self) -> int:
+        return len(recipe_fields())
+
+
+RECIPE_FIELDS: Mapping[str, FieldSpec] = _RegisteredFields()
+"""The single description of what a search space may name (see the module docstring)."""

@@ -126,7 +126,7 @@ def suggest_recipe(trial: Trial, space: dict[str, ParamSpace]) -> Recipe:
             values[name] = trial.suggest_float(
                 name, param.low, param.high, step=param.step, log=param.log
             )
-    return Recipe(**values)
+    return Recipe.from_dict(values)
 
 
 @dataclass(frozen=True)

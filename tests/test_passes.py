@@ -32,7 +32,8 @@ from autocompress.passes import (
 from autocompress.passes import prune as prune_module
 from autocompress.passes.distill import HiddenStateLoss
 from autocompress.passes.precision import gemm_to_matmul
-from autocompress.recipe import IMPORTANCE_CRITERIA, Recipe
+from autocompress.passes.prune import IMPORTANCE_CRITERIA
+from autocompress.recipe import Recipe
 from autocompress.tasks.credit import CreditTask
 from autocompress.training import FitSettings, learning_rate_schedule
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from autocompress.errors import Unsupported
-from autocompress.recipe import BNB_4BIT_TYPES
+from autocompress.passes.precision import BNB_4BIT_TYPES
 
 INT8_THRESHOLD = 6.0
 """LLM.int8: activation columns with any value above this stay in fp16 (the outliers)."""

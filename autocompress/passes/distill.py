@@ -1,4 +1,5 @@
-"""Knowledge distillation while fine-tuning the (pruned) student.
+"""Knowledge distillation while fine-tuning the (pruned) student: the training behind
+the `Distillation` pass (`passes/distillation.py`), which imports this module when it runs.
 
 `kd_alpha` weighs the soft teacher targets against the hard labels; with
 `kd_temperature=1, kd_alpha=0` this is plain fine-tuning. `hidden_distill_weight`
@@ -107,51 +108,46 @@ def masked_mse(
     return squared.sum() / (weights.sum() * prediction.shape[-1]).clamp(min=1.0)
 
 
-class Distillation:
-    """Fine-tune for `recipe.finetune_epochs` with early stopping on validation F1."""
-
-    name = "distillation"
-
-    def apply(self, model: nn.Module, recipe: Recipe, ctx: PassContext) -> nn.Module:
-        if recipe.finetune_epochs <= 0:
-            return model
-        data = ctx.data
-        inputs, labels = data.train_tensors()
-        torch.manual_seed(ctx.seed)
-        step = DistillationStep(model, recipe, data, torch.Generator().manual_seed(ctx.seed))
-        # The seed orders the batches too: retraining a recipe with another seed
-        # (finalists) is another run, not the same batches with other dropout.
-        settings = replace(data.fit_settings(recipe.finetune_epochs), seed=ctx.seed)
-        first_batch = data.batch_order(
-            len(labels), settings.batch_size, torch.Generator().manual_seed(ctx.seed)
-        )[0]
-        autocast = choose_autocast(
-            ctx.autocast,
-            probe_step(model, step, inputs, labels, first_batch),
-            ctx.cache_dir,
-            {
-                "student": model.spec,
-                "batch_size": settings.batch_size,
-                "hidden": recipe.hidden_distill_weight > 0,
-                "augment": recipe.augment_word_prob > 0,
-            },
-        )
-        if ctx.autocast != "off":
-            ctx.records["training_autocast"] = autocast.to_dict()
-        fit(
-            model,
-            inputs,
-            labels,
-            loss_fn=step.loss,
-            score_fn=data.validation_score,
-            settings=settings,
-            on_epoch=ctx.on_epoch,
-            forward=step.forward,
-            extra_parameters=step.parameters(),
-            batch_order=data.batch_order,
-            autocast=autocast,
-        )
-        return model
+def fine_tune(model: nn.Module, recipe: Recipe, ctx: PassContext) -> nn.Module:
+    """Fine-tune `model` for `recipe.finetune_epochs` (at least one) with early stopping
+    on the validation score: the `Distillation` pass's work."""
+    data = ctx.data
+    inputs, labels = data.train_tensors()
+    torch.manual_seed(ctx.seed)
+    step = DistillationStep(model, recipe, data, torch.Generator().manual_seed(ctx.seed))
+    # The seed orders the batches too: retraining a recipe with another seed
+    # (finalists) is another run, not the same batches with other dropout.
+    settings = replace(data.fit_settings(recipe.finetune_epochs), seed=ctx.seed)
+    first_batch = data.batch_order(
+        len(labels), settings.batch_size, torch.Generator().manual_seed(ctx.seed)
+    )[0]
+    autocast = choose_autocast(
+        ctx.autocast,
+        probe_step(model, step, inputs, labels, first_batch),
+        ctx.cache_dir,
+        {
+            "student": model.spec,
+            "batch_size": settings.batch_size,
+            "hidden": recipe.hidden_distill_weight > 0,
+            "augment": recipe.augment_word_prob > 0,
+        },
+    )
+    if ctx.autocast != "off":
+        ctx.records["training_autocast"] = autocast.to_dict()
+    fit(
+        model,
+        inputs,
+        labels,
+        loss_fn=step.loss,
+        score_fn=data.validation_score,
+        settings=settings,
+        on_epoch=ctx.on_epoch,
+        forward=step.forward,
+        extra_parameters=step.parameters(),
+        batch_order=data.batch_order,
+        autocast=autocast,
+    )
+    return model
 
 
 def probe_step(

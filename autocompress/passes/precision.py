@@ -1,9 +1,14 @@
-"""Bit-width passes on the ONNX graph: FP32 in, the recipe's precision out.
+"""The recipe's bit-width: its fields, and the ONNX pass that applies it (`Precision`).
 
-32 copies; 16 converts weights and compute to float16 (inputs and outputs stay
-float32); 8 is onnxruntime int8, dynamic or static QDQ with calibration data;
-4 is weight-only int4 (`MatMulNBits`). Nothing falls back silently: a graph the
-chosen precision cannot quantize raises `Unsupported`.
+On the ONNX graph (FP32 in, the recipe's precision out): 32 copies; 16 converts
+weights and compute to float16 (inputs and outputs stay float32); 8 is onnxruntime
+int8, dynamic or static QDQ with calibration data; 4 is weight-only int4
+(`MatMulNBits`). Nothing falls back silently: a graph the chosen precision cannot
+quantize raises `Unsupported`. The torch-cuda target reads the same fields and applies
+them with bitsandbytes instead (`passes/bnb.py`).
+
+onnx and onnxruntime are imported when a graph is converted: reading a study file
+reads this pass's fields, and needs neither.
 """
 
 from __future__ import annotations
@@ -13,22 +18,61 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
-from onnx import helper, numpy_helper
-from onnxruntime.quantization import (
-    CalibrationDataReader,
-    QuantFormat,
-    QuantType,
-    quantize_dynamic,
-    quantize_static,
-)
 
 from autocompress.errors import Unsupported
-from autocompress.recipe import Recipe
+from autocompress.passes.base import OnnxPass
+from autocompress.recipe import FieldSpec
 
+if TYPE_CHECKING:
+    import onnx
+
+    from autocompress.passes.base import Calibration
+    from autocompress.recipe import Recipe
+
+BIT_WIDTHS = (32, 16, 8, 4)
+INT8_MODES = ("dynamic", "static")
+BNB_4BIT_TYPES = ("nf4", "fp4")
 STATIC_INT8_OPS = ["MatMul", "Gemm"]
+
+
+class Precision(OnnxPass):
+    """The recipe's bit-width on the exported graph (`apply_precision`)."""
+
+    name = "precision"
+    fields = {
+        "bits": FieldSpec(int, choices=BIT_WIDTHS, default=32),
+        "int8_mode": FieldSpec(
+            str, choices=INT8_MODES, active=lambda p: p.get("bits") == 8, default="dynamic"
+        ),
+        "per_channel": FieldSpec(
+            bool, choices=(True, False), active=lambda p: p.get("bits") == 8, default=False
+        ),
+        "int4_block_size": FieldSpec(
+            int, choices=(16, 32, 64, 128), active=lambda p: p.get("bits") == 4, default=32
+        ),
+        "bnb_4bit_type": FieldSpec(
+            str,
+            choices=BNB_4BIT_TYPES,
+            active=lambda p: p.get("bits") == 4,
+            runtimes=("torch-cuda",),
+            note="bitsandbytes 4-bit data type: normal float (nf4) or float (fp4)",
+            default="nf4",
+        ),
+    }
+
+    def describe(self, recipe: Recipe) -> str:
+        return recipe.precision
+
+    def step(self, recipe: Recipe, pruned_units: str | None = None) -> str:
+        return f"precision: {recipe.precision}"
+
+    def apply(
+        self, source: Path, destination: Path, recipe: Recipe, calibration: Calibration
+    ) -> None:
+        apply_precision(source, destination, recipe, calibration)
 
 
 @contextmanager
@@ -47,14 +91,6 @@ def _quiet_quantizer() -> Iterator[None]:
         root.setLevel(level)
 
 
-class _FeedReader(CalibrationDataReader):
-    def __init__(self, feeds: list[dict[str, np.ndarray]]) -> None:
-        self._feeds: Iterator[dict[str, np.ndarray]] = iter(feeds)
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self._feeds, None)
-
-
 def apply_precision(
     source: Path, destination: Path, recipe: Recipe, calibration: list[dict[str, np.ndarray]]
 ) -> None:
@@ -66,6 +102,8 @@ def apply_precision(
 def _apply(
     source: Path, destination: Path, recipe: Recipe, calibration: list[dict[str, np.ndarray]]
 ) -> None:
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+
     if recipe.bits == 32:
         shutil.copyfile(source, destination)
     elif recipe.bits == 16:
@@ -78,7 +116,7 @@ def _apply(
         quantize_static(
             source,
             destination,
-            _FeedReader(calibration),
+            _feed_reader(calibration),
             quant_format=QuantFormat.QDQ,
             per_channel=recipe.per_channel,
             activation_type=QuantType.QUInt8,
@@ -94,7 +132,22 @@ def _apply(
         raise Unsupported(f"bits={recipe.bits} is not a known precision")
 
 
+def _feed_reader(feeds: list[dict[str, np.ndarray]]) -> object:
+    """The calibration batches as onnxruntime's static quantizer reads them."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class FeedReader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._feeds: Iterator[dict[str, np.ndarray]] = iter(feeds)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._feeds, None)
+
+    return FeedReader()
+
+
 def _to_float16(source: Path, destination: Path) -> None:
+    import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
     from onnxruntime.transformers.onnx_model import OnnxModel
 
@@ -106,6 +159,7 @@ def _to_float16(source: Path, destination: Path) -> None:
 
 
 def _to_int4_weight_only(source: Path, destination: Path, block_size: int) -> None:
+    import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     model = gemm_to_matmul(onnx.load(source))
@@ -123,6 +177,8 @@ def gemm_to_matmul(model: onnx.ModelProto) -> onnx.ModelProto:
     Linear layers export as Gemm, but onnxruntime's weight-only quantizer handles
     only MatMul; this is an exact rewrite, not an approximation.
     """
+    from onnx import helper, numpy_helper
+
     graph = model.graph
     weights = {init.name: init for init in graph.initializer}
     nodes = []

@@ -1,31 +1,40 @@
 """Structured pruning with torch-pruning: removes whole channels, so the model is
-genuinely smaller and dense (no masks), and exports to ONNX as such."""
+genuinely smaller and dense (no masks), and exports to ONNX as such.
+
+torch and torch-pruning are imported when the pass runs: reading a study file reads
+this pass's fields, and needs neither."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
-import torch
-import torch_pruning as tp
-from torch import nn
+from autocompress.passes.base import PassContext, TorchPass
+from autocompress.recipe import FieldSpec, Recipe
 
-from autocompress.models.capabilities import Prunable, require
-from autocompress.passes.base import PassContext
-from autocompress.recipe import Recipe
+if TYPE_CHECKING:
+    import torch_pruning as tp
+    from torch import nn
 
 # Taylor importance needs a gradient estimate, not the full training set.
 TAYLOR_EXAMPLES = 1024
 TAYLOR_BATCH = 32
-IMPORTANCES: dict[str, Callable[[], tp.importance.Importance]] = {
-    "l1": lambda: tp.importance.GroupMagnitudeImportance(p=1),
-    "l2": lambda: tp.importance.GroupMagnitudeImportance(p=2),
-    "lamp": lambda: tp.importance.LAMPImportance(p=2),
-    "taylor": lambda: tp.importance.GroupTaylorImportance(),
-    "random": lambda: tp.importance.RandomImportance(),
+# criterion -> its torch-pruning importance, made from the `torch_pruning` module
+IMPORTANCES: dict[str, Callable[[Any], tp.importance.Importance]] = {
+    "l1": lambda tp: tp.importance.GroupMagnitudeImportance(p=1),
+    "l2": lambda tp: tp.importance.GroupMagnitudeImportance(p=2),
+    "lamp": lambda tp: tp.importance.LAMPImportance(p=2),
+    "taylor": lambda tp: tp.importance.GroupTaylorImportance(),
+    "random": lambda tp: tp.importance.RandomImportance(),
 }
+IMPORTANCE_CRITERIA = tuple(IMPORTANCES)
 
 
-class StructuredPruning:
+def _prunes(params: Mapping[str, Any]) -> bool:
+    return Recipe.from_dict(params).prunes
+
+
+class StructuredPruning(TorchPass):
     """Prune `recipe.pruning_ratio` of every prunable layer's channels, head protected.
 
     Model-specific MetaPruner options, the protected head and post-pruning fix-ups
@@ -34,10 +43,49 @@ class StructuredPruning:
     """
 
     name = "structured_pruning"
+    fields = {
+        "pruning_ratio": FieldSpec(
+            float, 0.0, 0.95, note="fraction of channels removed", default=0.0
+        ),
+        "ffn_pruning_ratio": FieldSpec(
+            float,
+            0.0,
+            0.95,
+            tasks=("text",),
+            note="fraction of FFN channels removed; pruning_ratio then prunes heads and hidden "
+            "size only (unset: pruning_ratio prunes all three)",
+            default=None,
+        ),
+        "pruning_importance": FieldSpec(
+            str, choices=IMPORTANCE_CRITERIA, active=_prunes, default="l2"
+        ),
+    }
+
+    def describe(self, recipe: Recipe) -> str:
+        if not recipe.prunes:
+            return ""
+        ffn = "" if recipe.ffn_pruning_ratio is None else f" FFN {recipe.ffn_pruning_ratio:.0%}"
+        return f"prune {recipe.pruning_ratio:.0%}{ffn} ({recipe.pruning_importance})"
+
+    def step(self, recipe: Recipe, pruned_units: str | None = None) -> str:
+        if not recipe.prunes:
+            return ""
+        where = pruned_units or "hidden units in an MLP; heads/FFN/hidden in a transformer"
+        if recipe.ffn_pruning_ratio is not None:
+            where = f"heads/hidden; {recipe.ffn_pruning_ratio:.0%} of the FFN channels"
+        return (
+            f"structured pruning: remove {recipe.pruning_ratio:.0%} of the channels "
+            f"({where}), ranked by {recipe.pruning_importance}"
+        )
 
     def apply(self, model: nn.Module, recipe: Recipe, ctx: PassContext) -> nn.Module:
         if not recipe.prunes:
             return model
+        import torch
+        import torch_pruning as tp
+
+        from autocompress.models.capabilities import Prunable, require
+
         prunable = require(model, Prunable, "cannot be pruned structurally")
         torch.manual_seed(ctx.seed)
         model.eval()
@@ -47,7 +95,7 @@ class StructuredPruning:
         options = dict(prunable.pruning_options(recipe.pruning_ratio, recipe.ffn_pruning_ratio))
         ignored = [*prunable.protected_layers(), *options.pop("ignored_layers", [])]
         kwargs = {
-            "importance": IMPORTANCES[recipe.pruning_importance](),
+            "importance": IMPORTANCES[recipe.pruning_importance](tp),
             "pruning_ratio": recipe.pruning_ratio,
             **options,
             "ignored_layers": ignored,
@@ -70,6 +118,8 @@ def _accumulate_gradients(model: nn.Module, ctx: PassContext) -> None:
     training examples, accumulated in mini-batches: one batch of a whole text training
     set (8.6k tweets through MiniLM) needs more memory than the machine has.
     """
+    import torch
+
     inputs, labels = ctx.data.train_tensors()
     generator = torch.Generator().manual_seed(ctx.seed)
     sample = torch.randperm(len(labels), generator=generator)[:TAYLOR_EXAMPLES]

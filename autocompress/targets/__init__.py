@@ -1,10 +1,18 @@
 """Targets: where a trial's model runs and is measured. A new runtime or device is a
-new module here, implementing `Target` (see `base.py`), plus one line in `TARGETS`.
+new module here, implementing `Target` (see `base.py`), plus one line in `TARGETS`
+(tests/test_extension_points.py adds one that way: onnxruntime with two threads).
 
 `TARGETS` owns the runtime names: the study file's `target.runtime` accepts its keys
-(the first is the default) and nothing else spells them. Each target is imported when a
-study uses it (onnxruntime, torch and bitsandbytes take seconds to import), so reading
-the names here, as the study file check does, loads none of them.
+(the first is the default) and nothing else spells them; `autocompress.config` reads
+them when it is imported, so a runtime is registered before that. A recipe field applies
+to every registered runtime unless its `FieldSpec.runtimes` says which. Each target is
+imported when a study uses it (onnxruntime, torch and bitsandbytes take seconds to
+import), so reading the names here, as the study file check does, loads none of them.
+
+Targets share one `target:` section of the study file (`config.TargetConfig`); a target
+with settings of its own has no section of its own yet. The onnxruntime target (and a
+subclass of it) runs `autocompress.passes.ONNX_PASSES` on the exported graph; torch-cuda
+runs none, so an ONNX pass's field that means nothing there declares `runtimes`.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from torch import nn
 
 from autocompress.config import TargetConfig
 from autocompress.errors import Unsupported, UserError
-from autocompress.passes.precision import apply_precision
+from autocompress.passes import ONNX_PASSES
 from autocompress.recipe import Recipe
 from autocompress.targets.base import Materialized
 from autocompress.targets.measurement import (
@@ -101,15 +101,21 @@ class OnnxRuntimeTarget:
     def materialize(
         self, task: Task, student: nn.Module, recipe: Recipe, folder: Path
     ) -> Materialized:
-        """Export `student` to FP32 ONNX, convert it to the recipe's precision, let the
-        task wrap it (preprocessing in front, for raw records) as `folder/model.onnx`,
-        and open a session on it."""
+        """Export `student` to FP32 ONNX, run the ONNX passes on it in `ONNX_PASSES` order
+        (the recipe's precision among them), let the task wrap it (preprocessing in front,
+        for raw records) as `folder/model.onnx`, and open a session on it."""
         fp32_path = folder / "model.fp32.onnx"
         core_path = folder / "model.core.onnx"
         model_path = folder / MODEL_FILE
         task.export_onnx(student, fp32_path)
-        apply_precision(fp32_path, core_path, recipe, task.calibration_feeds())
-        fp32_path.unlink()
+        calibration = task.calibration_feeds()
+        graph = fp32_path
+        for onnx_pass in ONNX_PASSES:
+            transformed = folder / f"model.{onnx_pass.name}.onnx"
+            onnx_pass.apply(graph, transformed, recipe, calibration)
+            graph.unlink()
+            graph = transformed
+        graph.replace(core_path)
         task.wrap_onnx(core_path, model_path, self.session)
         core_path.unlink(missing_ok=True)
         return Materialized(runnable=self.load(model_path), files=[MODEL_FILE])
