@@ -165,9 +165,13 @@ def champion_params(url: str, champion: ModelVersion) -> dict[str, Any]:
     import optuna
 
     from autocompress.store import optuna_storage
+    from autocompress.store.trials import trial_by_number
 
     source = optuna.load_study(study_name=champion.source_study, storage=optuna_storage(url))
-    return dict(source.trials[champion.source_trial].params)
+    trial = trial_by_number(source, champion.source_trial)  # that trial alone
+    if trial is None:
+        raise KeyError(f"study {champion.source_study!r} has no trial {champion.source_trial}")
+    return dict(trial.params)
 
 
 def _decide_and_record(
@@ -228,7 +232,7 @@ def _decide_and_record(
         report=report,
         warm_started=[
             t.number
-            for t in study.trials
+            for t in study.get_trials(deepcopy=False)
             if t.user_attrs.get("role") in ("previous_front", "champion")
         ],
     )
