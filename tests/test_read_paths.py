@@ -159,15 +159,24 @@ def as_rows(members: list[FrontMember]) -> list[dict[str, Any]]:
     return json.loads(json.dumps([m.to_dict() for m in members]))
 
 
-@pytest.mark.parametrize("which", ["small", "large"])
-def test_stored_front_and_front_json_match_a_recomputation_from_every_trial(
-    which: str, request: pytest.FixtureRequest, spy: ReadSpy
-) -> None:
-    result: StudyResult = request.getfixturevalue(which)
+Case = tuple[StudyResult, list[FrontMember], FrontMember | None]
+
+
+@pytest.fixture(params=["small", "large"])
+def case(request: pytest.FixtureRequest, spy: ReadSpy) -> Case:
+    """A study, and its front and teacher by brute force; the spy counts from here on."""
+    result: StudyResult = request.getfixturevalue(request.param)
     front, teacher = brute_force(result)
-    if which == "large":
+    if request.param == "large":
         assert len(front) >= SYNTHETIC
     spy.reset()
+    return result, front, teacher
+
+
+def test_stored_front_and_front_json_match_a_recomputation_from_every_trial(
+    case: Case, spy: ReadSpy
+) -> None:
+    result, front, teacher = case
     stored = stored_front(result.loaded)
     assert as_rows(stored.members) == as_rows(front)
     assert stored.teacher is not None and teacher is not None
@@ -180,13 +189,8 @@ def test_stored_front_and_front_json_match_a_recomputation_from_every_trial(
     assert spy.bulk and spy.rows == count_trials(result.study)
 
 
-@pytest.mark.parametrize("which", ["small", "large"])
-def test_export_ranks_the_snapshot_as_it_would_rank_every_trial(
-    which: str, request: pytest.FixtureRequest, spy: ReadSpy
-) -> None:
-    result: StudyResult = request.getfixturevalue(which)
-    front, _ = brute_force(result)
-    spy.reset()
+def test_export_ranks_the_snapshot_as_it_would_rank_every_trial(case: Case, spy: ReadSpy) -> None:
+    result, front, _ = case
     loaded = load_result(result.loaded)
     snapshot_front = loaded.front
     assert as_rows(snapshot_front) == as_rows(front)
@@ -195,7 +199,7 @@ def test_export_ranks_the_snapshot_as_it_would_rank_every_trial(
         expected = [m.trial_number for m in ranked(front, policy, result.study, budget)]
         got = [m.trial_number for m in ranked(snapshot_front, policy, loaded.study, budget)]
         assert got == expected, policy
-    out = loaded.export(Path(result.loaded.source).parent / f"export-{which}", policy="fastest")
+    out = loaded.export(Path(result.loaded.source).parent / "export", policy="fastest")
     assert spy.bulk == [] and spy.rows == 0
     study = yaml.safe_load((out / "config.yaml").read_text())["study"]
     assert study["trial_number"] == ranked(front, "fastest", result.study, budget)[0].trial_number
