@@ -139,7 +139,7 @@ def _warm_starts(url: str, base: str, champion_recipe: dict[str, Any] | None) ->
     champion's recipe (its trial's params)."""
     import optuna
 
-    from autocompress.front import compute_front
+    from autocompress.api import current_front
     from autocompress.search import WarmStart
     from autocompress.store import optuna_storage
 
@@ -152,7 +152,7 @@ def _warm_starts(url: str, base: str, champion_recipe: dict[str, Any] | None) ->
         previous = optuna.load_study(study_name=earlier[-1], storage=storage)
         starts += [
             WarmStart(member.params, "previous_front")
-            for member in compute_front(previous)
+            for member in current_front(previous, url)  # its snapshot, when current
             if not member.is_teacher
         ]
     if champion_recipe:  # {} is the teacher, which every study tries first anyway

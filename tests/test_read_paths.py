@@ -309,3 +309,29 @@ def test_the_epoch_monitor_reads_complete_trials_once_per_epoch_for_its_rules(
     mine = [call for call in spy.bulk if call["by"] == "_CachedStorage"]
     assert len(mine) == 4  # epochs 1-4, one read each
     assert all(c["states"] == (TrialState.COMPLETE,) and not c["deepcopy"] for c in mine)
+
+
+def test_a_retried_teacher_is_recorded_when_it_completes(tmp_path: Path) -> None:
+    """Trial 0 (the teacher) went stale and failed; its retry completes as trial 1: it
+    is found while the study still names trial 0, and named once its snapshot is taken."""
+    from autocompress.search import FrontSnapshots
+
+    url = f"sqlite:///{tmp_path / 'retried.db'}"
+    study = optuna.create_study(
+        study_name="retried", storage=optuna_storage(url), directions=["maximize"]
+    )
+    study.set_user_attr(TEACHER_TRIAL_ATTR, 0)
+    study.add_trial(create_trial(state=TrialState.FAIL, user_attrs={"role": TEACHER_ROLE}))
+    assert teacher_member(study) is None
+    retry = create_trial(value=0.7, user_attrs={"role": TEACHER_ROLE, "metrics": {}})
+    study.add_trial(retry)
+    found = teacher_member(study)
+    assert found is not None and found.trial_number == 1
+    store = Store(url)
+    try:
+        FrontSnapshots(store)(study, study.get_trials()[-1])
+    finally:
+        store.close()
+    assert study.user_attrs[TEACHER_TRIAL_ATTR] == 1
+    found = teacher_member(study)
+    assert found is not None and found.trial_number == 1
