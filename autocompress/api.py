@@ -47,6 +47,7 @@ from autocompress.store import (
 )
 from autocompress.store.resilience import describe, is_disk_full, is_transient
 from autocompress.store.setup_lock import setup_lock
+from autocompress.store.trials import count_stored_trials, count_trials, trial_by_number
 
 if TYPE_CHECKING:
     from torch import nn
@@ -76,7 +77,7 @@ class StudyResult:
 
     @property
     def front(self) -> list[FrontMember]:
-        return compute_front(self.study)
+        return current_front(self.study, self.loaded.config.storage_url)
 
     @property
     def baselines(self) -> dict[str, dict]:
@@ -179,7 +180,7 @@ def run_study(
         "preparing the teacher (trained once per study, then cached)",
         config.study_name,
         safe_url(config.storage_url),
-        study._storage.get_n_trials(study._study_id),
+        count_trials(study),
         start + 1,
         torch.get_num_threads(),
     )
@@ -265,6 +266,25 @@ def stored_front(
     )
 
 
+def current_front(
+    study: optuna.Study, url: str, n_complete: int | None = None
+) -> list[FrontMember]:
+    """The study's feasible front: its latest snapshot when that was computed from every
+    complete trial there is now (`n_complete` of them; counted when not given), else
+    computed from the trials. Complete trials never change, so a snapshot over as many
+    of them as exist now is exactly the front they make."""
+    if n_complete is None:
+        n_complete = count_trials(study, (TrialState.COMPLETE,))
+    store = Store(url)
+    try:
+        snapshot = store.latest_front(study.study_name)
+    finally:
+        store.close()
+    if snapshot is not None and snapshot.n_complete_trials == n_complete:
+        return [FrontMember(**member) for member in snapshot.members]
+    return compute_front(study)
+
+
 def export_selected(
     study: optuna.Study,
     loaded: LoadedStudy,
@@ -287,17 +307,18 @@ def export_selected(
     appears (`manifest.sig`)."""
     config = loaded.config
     policy = policy or config.export.policy
-    front = compute_front(study)
+    n_complete = count_trials(study, (TrialState.COMPLETE,))
+    front = current_front(study, config.storage_url, n_complete)
     select(front, policy, study, config.export.latency_budget_ms)  # logs a noise warning
     candidates = ranked(front, policy, study, config.export.latency_budget_ms)
     out_path = Path(out) if out is not None else Path(config.export.dir) / config.study_name
     check_replaceable(out_path, overwrite, export_refusal)  # before any seed is trained
-    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     trainer = _Trainer(study, loaded, objective)
     passed_over = []
     chosen = None
     for member in candidates[: config.export.finalists]:
-        trial = trials[member.trial_number]
+        trial = trial_by_number(study, member.trial_number)  # its recipe, artifacts, attrs
+        assert trial is not None  # a member of the front is a complete trial of the study
         found = train_seeds(
             study,
             trial,
@@ -338,10 +359,9 @@ def export_selected(
             study.study_name,
             ", ".join(limits),
         )
-    counts = study._storage.get_n_trials(study._study_id, state=TrialState.COMPLETE)
     selection = {
         "policy": policy,
-        "trials_considered": counts,
+        "trials_considered": n_complete,
         "scored_on": (trial.user_attrs.get("search_split") or {}).get("split", SEARCH_SPLIT),
         "constraint_mode": trial.user_attrs.get("constraint_mode"),
         "seeds": judged,
@@ -529,7 +549,7 @@ def _check_policy_can_select(loaded: LoadedStudy) -> None:
         storage = optuna_storage(config.storage_url)
         try:
             study_id = storage.get_study_id_from_name(config.study_name)
-            existing = storage.get_n_trials(study_id)
+            existing = count_stored_trials(storage, study_id)
         except KeyError:
             pass
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,9 @@ from optuna.trial import FrozenTrial, TrialState
 from autocompress.pareto import pareto_front
 
 TEACHER_ROLE = "teacher"
+TEACHER_TRIAL_ATTR = "autocompress:teacher_trial"
+"""Study user attribute: the number of the study's teacher trial (0 when the study is
+created; the number of its retry when a stale teacher was tried again and completed)."""
 
 
 @dataclass(frozen=True)
@@ -85,21 +89,51 @@ class FrontMember:
 
 
 def teacher_member(study: optuna.Study) -> FrontMember | None:
-    """The completed teacher trial (the baseline), whether or not it is on the front."""
+    """The completed teacher trial (the baseline), whether or not it is on the front.
+
+    Read alone by its number (`TEACHER_TRIAL_ATTR`; trial 0 in a study made before it
+    was recorded): a study of 50,000 trials is not read to find it. The complete trials
+    are searched only when that trial is not a completed teacher and cannot become one
+    (an older study, or a teacher that failed and may have been tried again)."""
+    from autocompress.store.trials import trial_by_number
+
+    recorded = study.user_attrs.get(TEACHER_TRIAL_ATTR)
+    trial = trial_by_number(study, 0 if recorded is None else int(recorded))
+    if _is_teacher(trial):
+        return FrontMember.from_trial(trial)
+    if recorded is not None and trial is not None and not trial.state.is_finished():
+        return None  # the teacher has not finished yet
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         if trial.user_attrs.get("role") == TEACHER_ROLE:
             return FrontMember.from_trial(trial)
     return None
 
 
+def _is_teacher(trial: FrozenTrial | None) -> bool:
+    return (
+        trial is not None
+        and trial.state == TrialState.COMPLETE
+        and trial.user_attrs.get("role") == TEACHER_ROLE
+    )
+
+
+def is_feasible(trial: FrozenTrial) -> bool:
+    return all(v <= 0.0 for v in trial.constraints.values())
+
+
 def feasible_complete_trials(study: optuna.Study) -> list[FrozenTrial]:
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return [t for t in trials if all(v <= 0.0 for v in t.constraints.values())]
+    return [t for t in trials if is_feasible(t)]
 
 
 def compute_front(study: optuna.Study) -> list[FrontMember]:
     """Feasible, non-dominated complete trials, ordered by trial number."""
-    trials = feasible_complete_trials(study)
+    return front_of(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), study)
+
+
+def front_of(complete: Sequence[FrozenTrial], study: optuna.Study) -> list[FrontMember]:
+    """The front among `complete` (complete trials of `study`), ordered by trial number."""
+    trials = [t for t in complete if is_feasible(t)]
     if not trials:
         return []
     directions = [d.name.lower() for d in study.directions]

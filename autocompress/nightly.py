@@ -139,7 +139,7 @@ def _warm_starts(url: str, base: str, champion_recipe: dict[str, Any] | None) ->
     champion's recipe (its trial's params)."""
     import optuna
 
-    from autocompress.front import compute_front
+    from autocompress.api import current_front
     from autocompress.search import WarmStart
     from autocompress.store import optuna_storage
 
@@ -152,7 +152,7 @@ def _warm_starts(url: str, base: str, champion_recipe: dict[str, Any] | None) ->
         previous = optuna.load_study(study_name=earlier[-1], storage=storage)
         starts += [
             WarmStart(member.params, "previous_front")
-            for member in compute_front(previous)
+            for member in current_front(previous, url)  # its snapshot, when current
             if not member.is_teacher
         ]
     if champion_recipe:  # {} is the teacher, which every study tries first anyway
@@ -165,9 +165,13 @@ def champion_params(url: str, champion: ModelVersion) -> dict[str, Any]:
     import optuna
 
     from autocompress.store import optuna_storage
+    from autocompress.store.trials import trial_by_number
 
     source = optuna.load_study(study_name=champion.source_study, storage=optuna_storage(url))
-    return dict(source.trials[champion.source_trial].params)
+    trial = trial_by_number(source, champion.source_trial)  # that trial alone
+    if trial is None:
+        raise KeyError(f"study {champion.source_study!r} has no trial {champion.source_trial}")
+    return dict(trial.params)
 
 
 def _decide_and_record(
@@ -228,7 +232,7 @@ def _decide_and_record(
         report=report,
         warm_started=[
             t.number
-            for t in study.trials
+            for t in study.get_trials(deepcopy=False)
             if t.user_attrs.get("role") in ("previous_front", "champion")
         ],
     )

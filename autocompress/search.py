@@ -38,7 +38,13 @@ from autocompress.dashboard import (
     set_constraints,
 )
 from autocompress.errors import TrialAborted, Unsupported, UserError
-from autocompress.front import TEACHER_ROLE, compute_front, feasible_complete_trials
+from autocompress.front import (
+    TEACHER_ROLE,
+    TEACHER_TRIAL_ATTR,
+    feasible_complete_trials,
+    front_of,
+    is_feasible,
+)
 from autocompress.halving import RungEntry, halving_stop_reason, rungs
 from autocompress.latency_estimate import LatencyEstimate, LatencyEstimator
 from autocompress.pipeline import Evaluation, evaluate_recipe
@@ -46,6 +52,7 @@ from autocompress.policies import LATENCY, parse_policy
 from autocompress.recipe import RECIPE_FIELDS, Recipe
 from autocompress.store import Store
 from autocompress.store.resilience import describe, is_disk_full
+from autocompress.store.trials import count_trials
 from autocompress.targets import Target
 from autocompress.tasks import Task
 
@@ -145,9 +152,11 @@ def enqueue_first_trials(study: optuna.Study, warm_starts: Sequence[WarmStart]) 
     The teacher samples no params (the identity recipe may lie outside the search
     space); its recipe is in its user attributes like every other trial's.
     """
-    if study.get_trials(deepcopy=False):
+    if count_trials(study):
         return
     study.enqueue_trial({}, user_attrs={"role": TEACHER_ROLE})
+    # The first trial of an empty study (under the setup lock): read alone by this number.
+    study.set_user_attr(TEACHER_TRIAL_ATTR, 0)
     enqueued: list[dict[str, Any]] = []
     for warm_start in warm_starts:
         if warm_start.params in enqueued:
@@ -533,6 +542,7 @@ class EpochMonitor:
             return
         if epoch in self.rungs:
             self._stop_unless_promoted(epoch, score)
+        # The trials are read only for a rule that is on, once, complete ones only.
         if not (self.settings.constraint_stop or self.settings.median_stop):
             return
         complete = self.trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -540,7 +550,7 @@ class EpochMonitor:
             curve for t in complete if len(curve := t.user_attrs.get(VALID_CURVE, [])) >= epoch
         ]
         if self.settings.constraint_stop:
-            self._stop_if_out_of_reach(epoch, score, reached)
+            self._stop_if_out_of_reach(epoch, score, reached, complete)
         if self.settings.median_stop:
             self._stop_if_below_median(epoch, score, reached)
 
@@ -561,14 +571,18 @@ class EpochMonitor:
         if reason is not None:
             raise optuna.TrialPruned(reason)
 
-    def _stop_if_out_of_reach(self, epoch: int, score: float, reached: list[list[float]]) -> None:
+    def _stop_if_out_of_reach(
+        self,
+        epoch: int,
+        score: float,
+        reached: list[list[float]],
+        complete: list[FrozenTrial],
+    ) -> None:
         """The floor is learnt, not assumed: the lowest best validation score of any
         student that ended feasible (validation and held-out splits need not agree on
         how far a student trails the teacher). No feasible student yet: no stopping."""
         feasible = [
-            curve
-            for t in feasible_complete_trials(self.trial.study)
-            if (curve := t.user_attrs.get(VALID_CURVE))
+            curve for t in complete if is_feasible(t) and (curve := t.user_attrs.get(VALID_CURVE))
         ]
         if not feasible:
             return
@@ -600,6 +614,10 @@ class FrontSnapshots:
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         if trial.state != TrialState.COMPLETE:
             return
+        # A retried teacher (its first try went stale) completes under a new number.
+        teacher = trial.user_attrs.get("role") == TEACHER_ROLE
+        if teacher and study.user_attrs.get(TEACHER_TRIAL_ATTR) != trial.number:
+            study.set_user_attr(TEACHER_TRIAL_ATTR, trial.number)
         record_front(self.store, study, trial.number)
 
 
@@ -615,8 +633,11 @@ def fastest_feasible(study: optuna.Study) -> tuple[FrozenTrial, float] | None:
 
 
 def record_front(store: Store, study: optuna.Study, after_trial_number: int) -> None:
-    front = compute_front(study)
+    """Store the front after `after_trial_number`, with the number of complete trials it
+    was computed from (one read: the count always describes the front stored with it,
+    which is how a reader knows the snapshot is current)."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    front = front_of(complete, study)
     store.record_front(
         study.study_name, after_trial_number, len(complete), [m.to_dict() for m in front]
     )

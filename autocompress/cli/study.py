@@ -77,6 +77,8 @@ def run(
     log_progress_messages()
     with stoppable(), progress_bar(loaded.config.n_trials) as (_, callback):
         result = api.run_study(loaded, callbacks=[callback], progress=False)
+    from autocompress.store.trials import count_trials
+
     config = result.loaded.config
     out = None
     if export:
@@ -86,7 +88,7 @@ def run(
     print_front(
         result.front,
         result.teacher,
-        f"Pareto front of {config.study_name} ({len(result.study.trials)} trials, feasible only)",
+        f"Pareto front of {config.study_name} ({count_trials(result.study)} trials, feasible only)",
         result.baselines,
         seeds=result.seeds,
     )

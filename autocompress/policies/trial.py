@@ -29,16 +29,17 @@ class ExplicitTrial(Policy):
         from optuna.trial import TrialState
 
         from autocompress.front import FrontMember
+        from autocompress.store.trials import trial_by_number
 
         study = candidates.study
         if study is None:
             raise UserError(f"--policy: {self.name!r} needs the study to find the trial in")
-        for trial in study.get_trials(deepcopy=False):
-            if trial.number == self.number:
-                if trial.state != TrialState.COMPLETE:
-                    raise UserError(
-                        f"--policy: trial {self.number} is {trial.state.name}, not COMPLETE; "
-                        "pick a completed trial (see `autocompress front`)"
-                    )
-                return [FrontMember.from_trial(trial)]
-        raise UserError(f"--policy: study {study.study_name!r} has no trial {self.number}")
+        trial = trial_by_number(study, self.number)  # that trial alone
+        if trial is None:
+            raise UserError(f"--policy: study {study.study_name!r} has no trial {self.number}")
+        if trial.state != TrialState.COMPLETE:
+            raise UserError(
+                f"--policy: trial {self.number} is {trial.state.name}, not COMPLETE; "
+                "pick a completed trial (see `autocompress front`)"
+            )
+        return [FrontMember.from_trial(trial)]
