@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from autocompress import UserError, load_study_config, run_study, verify
 from autocompress.config import CostControlConfig, TextDataConfig
-from autocompress.search import VALID_CURVE, EpochMonitor
+from autocompress.search import VALID_CURVE, EpochMonitor, LimitFloor
 from autocompress.tasks.text_data import load_text_splits
 from tests.conftest import write_study
 from tests.text_fixtures import make_sentences, tiny_text_study
@@ -234,6 +234,31 @@ def test_constraint_rule_stops_only_students_that_cannot_become_feasible() -> No
     off = EpochMonitor(_FakeStudyTrial(study), CostControlConfig(), 6)
     off(1, 0.1)
     off(2, 0.1)  # constraint_stop is off by default
+
+
+def test_the_constraint_rule_asks_no_more_than_the_limit_on_its_own_metric() -> None:
+    """One feasible student ended at 0.8007, but the limit asks only 0.7918 of the
+    curve's metric: a student at 0.7755 after epoch 2 (gains of 0.02 seen) may still
+    meet it, so it goes on; one at 0.76 cannot, and its reason names the limit."""
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.add_trial(
+        optuna.trial.create_trial(
+            values=[0.8007, 3.0],
+            user_attrs={VALID_CURVE: [0.74, 0.79, 0.7830, 0.8007]},
+            system_attrs={"constraints": [-0.001]},
+        )
+    )
+    settings = CostControlConfig(constraint_stop=True, constraint_stop_margin=0.02)
+    floor = LimitFloor(0.7918, "the teacher's 0.8018 less max_f1_drop 0.01")
+    learnt_only = EpochMonitor(_FakeStudyTrial(study), settings, last_epoch=6)
+    with pytest.raises(optuna.TrialPruned, match="cannot reach 0.8007, the lowest best"):
+        learnt_only(2, 0.7755)  # what stopped the benchmark's fastest student
+    EpochMonitor(_FakeStudyTrial(study), settings, last_epoch=6, limit_floor=floor)(2, 0.7755)
+    hopeless = EpochMonitor(_FakeStudyTrial(study), settings, last_epoch=6, limit_floor=floor)
+    with pytest.raises(optuna.TrialPruned, match=r"cannot reach 0.7918, what the limit asks"):
+        hopeless(2, 0.76)
+    above = LimitFloor(0.85, "a limit stricter than any feasible student's best")
+    EpochMonitor(_FakeStudyTrial(study), settings, last_epoch=6, limit_floor=above)(2, 0.785)
 
 
 def test_trimming_shared_padding_leaves_logits_unchanged(model_dir: Path) -> None:

@@ -96,6 +96,10 @@ class Task(ABC):
     def train_tensors(self) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
         """Model inputs and labels of the training split."""
 
+    validation_metric: str = "accuracy"
+    """The metric `validation_score` computes (a key of the task's scores), so rules that
+    read the training curve can relate it to the study's limits."""
+
     @abstractmethod
     def validation_score(self, model: nn.Module) -> float:
         """Higher is better; used for early stopping, never for the reported metrics."""

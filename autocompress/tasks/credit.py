@@ -202,6 +202,8 @@ class CreditTask(Task):
                 self._teacher_logits = self._teacher(torch.from_numpy(self._arrays["train"]))
         return self._teacher_logits
 
+    validation_metric = "roc_auc"
+
     def validation_score(self, model: nn.Module) -> float:
         """ROC AUC on the validation split: ranking is what a credit model is judged by,
         and it needs no threshold while the model is still training."""

@@ -207,6 +207,8 @@ class TextTask(Task):
                 ]
             )
 
+    validation_metric = "f1"
+
     def validation_score(self, model: nn.Module) -> float:
         logits = self._logits(model, "valid").numpy()
         return classification_metrics(logits, self.labels("valid"), self.f1_average)["f1"]
