@@ -14,7 +14,7 @@ import logging
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
@@ -146,6 +146,8 @@ class DecisionConfig(_Strict):
 
 class CreditTaskConfig(_Strict):
     kind: Literal["credit"]
+    # Two classes, the second the bad one: its probability is scored (brier, ece, ks, gini).
+    scores_bad_class: ClassVar[bool] = True
     data: DataConfig
     teacher: TeacherConfig = TeacherConfig()
     preprocessing: PreprocessingConfig = PreprocessingConfig()
@@ -207,6 +209,7 @@ class FitConfig(OptimizerConfig):
 
 class TextTaskConfig(_Strict):
     kind: Literal["text"]
+    scores_bad_class: ClassVar[bool] = False
     model: TextModelConfig = TextModelConfig()
     data: TextDataConfig
     teacher: FitConfig = FitConfig()
@@ -686,7 +689,7 @@ def _check_consistency(config: StudyConfig, source: Path) -> None:
             f"({', '.join(CONSTRAINT_LIMITS)}) to stop trials against; set one or turn "
             "constraint_stop off"
         )
-    if config.task.kind != "credit":
+    if not config.task.scores_bad_class:
         uses = [(f"objectives.metrics: {m}", m) for m in metrics]
         uses += [(f"constraints.{key}", metric) for key, metric, _, _ in limits]
         uses += [(f"export.policy: {policy.name}", policy.metric)]

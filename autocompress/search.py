@@ -188,7 +188,7 @@ def check_metrics_defined(
         uses.append(
             (f"{where('export.policy')}: {policy.name}", policy.metric, "pick another policy")
         )
-    two = "both classes" if config.task.kind == "credit" else "at least two classes"
+    two = "both classes" if config.task.scores_bad_class else "at least two classes"
     for split, labels in labels_by_split.items():
         classes, counts = np.unique(np.asarray(labels), return_counts=True)
         if len(classes) >= 2:
