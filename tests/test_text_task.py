@@ -298,3 +298,33 @@ def test_text_batches_group_similar_lengths_and_cover_every_row(result) -> None:
     random_order = torch.randperm(rows, generator=torch.Generator().manual_seed(0)).split(8)
     spread_random = np.mean([np.ptp(lengths[b.numpy()]) for b in random_order if len(b) > 1])
     assert spread_grouped < spread_random
+
+
+def test_a_split_is_scored_in_bounded_runs_with_the_same_logits(
+    result, workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scoring runs `PREDICT_ROWS` rows at a time (onnxruntime's arena keeps what its
+    largest run needed); an FP32 model gives the logits of one run over the split."""
+    import numpy as np
+
+    from autocompress.recipe import Recipe
+    from autocompress.targets import build_target
+    from autocompress.tasks import base as task_base
+    from autocompress.tasks import build_task
+
+    config = result.loaded.config
+    task = build_task(config)
+    teacher = task.teacher(config.artifacts_path / "teachers")
+    runnable = build_target(config).materialize(task, teacher, Recipe(), workspace).runnable
+    whole = runnable.run(task.feeds("valid"))
+    calls = []
+
+    class Recording:  # the real session, with each run's rows noted
+        def run(self, feeds: dict) -> np.ndarray:
+            calls.append(len(feeds["input_ids"]))
+            return runnable.run(feeds)
+
+    monkeypatch.setattr(task_base, "PREDICT_ROWS", 7)
+    chunked = task.predict(Recording(), "valid").values
+    assert max(calls) == 7 and sum(calls) == len(whole) and len(calls) == -(-len(whole) // 7)
+    np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-5)
