@@ -343,8 +343,14 @@ class IntervalsConfig(_Strict):
     seed: int = 0
 
 
+def _default_policy() -> str:
+    from autocompress.policies import POLICIES  # the registry's first kind is the default
+
+    return POLICIES[0].usage
+
+
 class ExportConfig(_Strict):
-    policy: str = "fastest"
+    policy: str = Field(default_factory=_default_policy)
     latency_budget_ms: Annotated[float, Field(gt=0.0)] | None = None
     dir: str = str(DEFAULT_RUNS_DIR / "exports")
     # Before export the selected recipe is trained again until it has been trained with
