@@ -401,7 +401,7 @@ class StudyConfig(_Strict):
     target: TargetConfig = TargetConfig()
     sampler: SamplerConfig = SamplerConfig()
     cost_control: CostControlConfig = CostControlConfig()
-    export: ExportConfig = ExportConfig()
+    export: ExportConfig = Field(default_factory=ExportConfig)
     intervals: IntervalsConfig = IntervalsConfig()
     workers: WorkersConfig = WorkersConfig()
     # Known-good recipes (e.g. a hand recipe) tried right after the teacher: warm start.
