@@ -28,8 +28,7 @@ from text_latency import Candidate, baselines, measure_interleaved
 from autocompress.api import artifact_store, load_result, run_study
 from autocompress.config import load_study_config
 from autocompress.cost_summary import cost_control_lines, epochs_trained
-from autocompress.dashboard import named_constraints
-from autocompress.front import TEACHER_ROLE
+from autocompress.front import TEACHER_ROLE, is_feasible
 from autocompress.tasks import build_task
 
 logger = logging.getLogger("autocompress")
@@ -158,7 +157,7 @@ def feasible_students(trials: list[FrozenTrial]) -> list[FrozenTrial]:
         for t in trials
         if t.state == TrialState.COMPLETE
         and t.user_attrs.get("role") != TEACHER_ROLE
-        and all(v <= 0 for v in named_constraints(t).values())
+        and is_feasible(t)
     ]
 
 
