@@ -84,7 +84,10 @@ def build_sampler(config: SamplerConfig, start: int = 0) -> optuna.samplers.Base
         return optuna.samplers.RandomSampler(seed=seed)
     with warnings.catch_warnings():  # multivariate/group are "experimental" but long stable
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+        # Random trials before TPE models the results (see SamplerConfig); None: Optuna's.
+        startup = config.n_startup_trials
+        options = {} if startup is None else {"n_startup_trials": startup}
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, **options)
 
 
 def sampler_seed(seed: int | None, start: int) -> int | None:
