@@ -29,7 +29,13 @@ from autocompress.config import (
     SamplerConfig,
     StudyConfig,
 )
-from autocompress.cost_summary import ESTIMATE_ATTR, SKIPPED_ATTR, VALID_CURVE
+from autocompress.cost_summary import (
+    ESTIMATE_ATTR,
+    OTHER_PRECISION_ROLE,
+    SKIPPED_ATTR,
+    TRAINED_IN_ATTR,
+    VALID_CURVE,
+)
 from autocompress.dashboard import (
     SPLIT_NAMES,
     attach_report_artifacts,
@@ -216,12 +222,6 @@ def pruned(trial: Trial, reason: str) -> optuna.TrialPruned:
     trial.set_user_attr("pruned_reason", reason)
     save_trial_note(trial, f"### Trial {trial.number}: pruned\n\n{reason}\n")
     return optuna.TrialPruned(reason)
-
-
-OTHER_PRECISION_ROLE = "other_precision"
-"""The role of a trial queued by `try_other_precisions`: a trained student's weights at
-another precision; `TRAINED_IN_ATTR` names the trial that trained them."""
-TRAINED_IN_ATTR = "trained_in_trial"
 
 
 class Objective:

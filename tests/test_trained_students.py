@@ -10,6 +10,7 @@ from optuna.trial import TrialState
 
 from autocompress import run_study
 from autocompress.config import ParamSpace
+from autocompress.cost_summary import cost_control_lines
 from autocompress.recipe import Recipe
 from autocompress.search import OTHER_PRECISION_ROLE, TRAINED_IN_ATTR, VALID_CURVE
 from autocompress.trained_students import other_precisions, training_key
@@ -108,6 +109,9 @@ def test_a_student_within_the_limits_is_tried_at_other_precisions_from_its_weigh
         assert VALID_CURVE not in variant.user_attrs  # not trained again
         assert "other_precisions_queued" not in variant.user_attrs  # no chain of variants
     assert not [t for t in study.trials if t.state == TrialState.WAITING]
+    assert "Other precisions: 2 trials reused the trained weights of 1 students" in "\n".join(
+        cost_control_lines(study.trials)
+    )
 
     # The reused weights are the ones training would give: the same int8 recipe trained
     # in a study of its own scores exactly as its reused variant did.
