@@ -321,6 +321,13 @@ class CostControlConfig(_Strict):
     # selection: it becomes a pruned trial naming that student, and is not trained.
     # Leave it off when the whole front matters.
     skip_slower_than_fastest: bool = False
+    # Training is the cost; the precision is applied to the trained model. A student
+    # trained within the limits is queued again at every other precision the search space
+    # allows (its categorical ONNX-pass fields), and those trials load its trained
+    # weights instead of training (autocompress/trained_students.py): the int8 variants
+    # of a good fp32 student, in seconds. The weights of such students are kept in the
+    # artifacts folder (`trained_students/`).
+    try_other_precisions: bool = False
 
     @property
     def measures_before_training(self) -> bool:

@@ -19,6 +19,10 @@ SKIPPED_ATTR = "skipped_for_latency"
 HALVING_REASON = "successive halving"
 VALID_CURVE = "valid_score_by_epoch"
 """The validation score after every fine-tuning epoch, as the trial reported it."""
+OTHER_PRECISION_ROLE = "other_precision"
+"""The role of a trial queued by `cost_control.try_other_precisions`: a trained student's
+weights at another precision; `TRAINED_IN_ATTR` names the trial that trained them."""
+TRAINED_IN_ATTR = "trained_in_trial"
 
 
 def estimate_accuracy(trials: Sequence[FrozenTrial]) -> dict[str, Any] | None:
@@ -80,5 +84,12 @@ def cost_control_lines(trials: Sequence[FrozenTrial]) -> list[str]:
         lines.append(
             f"Successive halving: stopped {len(halved)} of {trained} fine-tuned students; "
             f"{epochs_trained(trials)} fine-tuning epochs in all"
+        )
+    reused = [t for t in trials if "reused_training" in t.user_attrs.get("training", {})]
+    if reused:
+        parents = {t.user_attrs.get(TRAINED_IN_ATTR) for t in reused}
+        lines.append(
+            f"Other precisions: {len(reused)} trials reused the trained weights of "
+            f"{len(parents)} students instead of training"
         )
     return lines

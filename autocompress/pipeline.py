@@ -20,6 +20,7 @@ from autocompress.recipe import Recipe
 from autocompress.targets import Measurement, Runnable, Target
 from autocompress.tasks import Task
 from autocompress.tasks.metrics import Predictions
+from autocompress.trained_students import TrainedStudents, training_key
 
 # The search sees the first; the second is held out and only reported.
 SCORED_SPLITS = ("valid", "test")
@@ -40,6 +41,9 @@ class Evaluation:
     # How the passes ran (e.g. `training_autocast`: fp32 or bf16, and why); empty when
     # there is nothing to say (workers.autocast: off).
     training: dict = field(default_factory=dict)
+    # What its training depended on (`trained_students.training_key`), when trained
+    # students are kept for reuse; None otherwise.
+    training_key: str | None = None
 
 
 def build_student(
@@ -127,26 +131,41 @@ def evaluate_recipe(
     autocast: str = "off",
     cache_dir: Path | None = None,
     expected_p50_ms: float | None = None,
+    trained: TrainedStudents | None = None,
 ) -> Evaluation:
     """Compress, make the student runnable on the target (its files in `folder`),
     measure it there and predict the validation and test splits.
 
     `autocast` and `cache_dir` as in `build_student`; its records become `training`.
     `expected_p50_ms` is the p50 its shape measured before training, if known (see
-    `measure_as_expected`). Raises `Unsupported` when the target cannot run the recipe.
+    `measure_as_expected`). With `trained`, a student of the same training kept there is
+    loaded instead of trained (`training` then names it: `reused_training`), and a student
+    trained here is remembered there. Raises `Unsupported` when the target cannot run the
+    recipe.
     """
     target.check(recipe)
     training: dict[str, object] = {}
-    student = build_student(
-        task,
-        teacher,
-        recipe,
-        seed,
-        on_epoch,
-        autocast=autocast,
-        cache_dir=cache_dir,
-        records=training,
-    )
+    reused, key = None, None
+    if trained is not None:
+        key = training_key(task.fingerprint(), recipe, seed, autocast)
+        untrained = replace(recipe, finetune_epochs=0)  # the shape, as before training
+        reused = trained.load(key, lambda: build_student(task, teacher, untrained, seed))
+    if reused is not None:
+        student, records = reused
+        training.update(records, reused_training=key)
+    else:
+        student = build_student(
+            task,
+            teacher,
+            recipe,
+            seed,
+            on_epoch,
+            autocast=autocast,
+            cache_dir=cache_dir,
+            records=training,
+        )
+        if trained is not None:
+            trained.remember(key, student, training)
     model = target.materialize(task, student, recipe, folder)
     feed = task.measurement_feed(target.config.batch_size)
     measurement = measure_as_expected(target, model.runnable, feed, expected_p50_ms)
@@ -160,4 +179,5 @@ def evaluate_recipe(
         num_parameters=sum(p.numel() for p in student.parameters()),
         files=[*model.files, *extras],
         training=training,
+        training_key=key,
     )

@@ -29,7 +29,13 @@ from autocompress.config import (
     SamplerConfig,
     StudyConfig,
 )
-from autocompress.cost_summary import ESTIMATE_ATTR, SKIPPED_ATTR, VALID_CURVE
+from autocompress.cost_summary import (
+    ESTIMATE_ATTR,
+    OTHER_PRECISION_ROLE,
+    SKIPPED_ATTR,
+    TRAINED_IN_ATTR,
+    VALID_CURVE,
+)
 from autocompress.dashboard import (
     SPLIT_NAMES,
     attach_report_artifacts,
@@ -55,6 +61,7 @@ from autocompress.store.resilience import describe, is_disk_full
 from autocompress.store.trials import count_trials
 from autocompress.targets import Target
 from autocompress.tasks import Task
+from autocompress.trained_students import TrainedStudents, other_precisions
 
 MAXIMIZED = MAXIMIZED_METRICS  # accuracy, f1, roc_auc, gini, ks; brier and ece are minimised
 # Scores undefined when the labels hold a single class.
@@ -245,6 +252,11 @@ class Objective:
             if loaded.config.cost_control.measures_before_training
             else None
         )
+        self.trained = (
+            TrainedStudents(loaded.config.artifacts_path / "trained_students")
+            if loaded.config.cost_control.try_other_precisions
+            else None
+        )
 
     def __call__(self, trial: Trial) -> list[float]:
         self.running = trial  # until the next trial: the run may fail while telling it
@@ -326,6 +338,7 @@ class Objective:
                         limit_floor=self._limit_floor(),
                     ),
                     expected_p50_ms=None if estimate is None else estimate.latency_p50_ms,
+                    trained=self.trained,
                 )
             except (Unsupported, optuna.TrialPruned) as reason:
                 raise pruned(trial, str(reason)) from None
@@ -355,9 +368,36 @@ class Objective:
         for name, value in judgement.user_attrs().items():
             trial.set_user_attr(name, value)
         set_constraints(trial, judgement.constraints)
+        self._queue_other_precisions(trial, recipe, evaluation, judgement)
         self._describe_for_dashboard(trial, recipe, evaluation, judgement)
         observed = {**judgement.metrics, **measurement}
         return [float(observed[metric]) for metric in config.objectives.metrics]
+
+    def _queue_other_precisions(
+        self, trial: Trial, recipe: Recipe, evaluation: Evaluation, judgement: Judgement
+    ) -> None:
+        """With `try_other_precisions`: a student trained here (not reused) within the
+        limits is kept, and queued at the space's other precisions, to reuse it."""
+        if (
+            self.trained is None
+            or trial.user_attrs.get("role") == TEACHER_ROLE
+            or "reused_training" in evaluation.training
+            or any(value > 0 for value in judgement.constraints.values())
+        ):
+            return
+        variants = other_precisions(trial.params, self.loaded.space)
+        if not variants or not self.trained.keep(evaluation.training_key):
+            return
+        for params in variants:
+            trial.study.enqueue_trial(
+                params,
+                user_attrs={"role": OTHER_PRECISION_ROLE, TRAINED_IN_ATTR: trial.number},
+                skip_if_exists=True,
+            )
+        trial.set_user_attr(
+            "other_precisions_queued",
+            [Recipe.from_dict({**recipe.to_dict(), **p}).precision for p in variants],
+        )
 
     def _limit_floor(self) -> LimitFloor | None:
         """The validation score a student needs to stay within the study's limit on the
@@ -419,10 +459,12 @@ class Objective:
         seed: int,
         on_epoch: Callable[[int, float], None] | None = None,
         expected_p50_ms: float | None = None,
+        trained: TrainedStudents | None = None,
     ) -> tuple[Evaluation, Judgement]:
-        """Train `recipe`'s student with `seed`, measure it (files in `folder`; checked
-        against `expected_p50_ms`, its shape's p50 before training, when known) and judge
-        it against the teacher. Raises `Unsupported` when it cannot run."""
+        """Train `recipe`'s student with `seed` (or reuse one kept in `trained`), measure
+        it (files in `folder`; checked against `expected_p50_ms`, its shape's p50 before
+        training, when known) and judge it against the teacher. Raises `Unsupported` when
+        it cannot run."""
         task, teacher = self._task_and_teacher(recipe)
         workers = self.loaded.config.workers
         evaluation = evaluate_recipe(
@@ -436,6 +478,7 @@ class Objective:
             autocast=workers.autocast,
             cache_dir=self.loaded.config.artifacts_path / "autocast_probes",
             expected_p50_ms=expected_p50_ms,
+            trained=trained,
         )
         return evaluation, self.comparison.judge(evaluation.predictions)
 
@@ -484,6 +527,14 @@ class Objective:
             )
         if curve:
             passes.append("validation score by epoch: " + ", ".join(f"{v:.4f}" for v in curve))
+        if "reused_training" in evaluation.training:
+            passes.append(
+                f"training: none; the trained weights of trial "
+                f"{trial.user_attrs.get(TRAINED_IN_ATTR, '?')} (the same torch passes and "
+                "seed) at this precision"
+            )
+        if queued := trial.user_attrs.get("other_precisions_queued"):
+            passes.append(f"queued at other precisions, from these weights: {', '.join(queued)}")
         autocast = evaluation.training.get("training_autocast")
         if autocast:
             passes.append(f"training: {AutocastChoice(**autocast).describe}")
