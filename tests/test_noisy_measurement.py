@@ -10,6 +10,7 @@ machine quiet runs showed CVs up to about 0.4, noisy ones from about 1.0 up.
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 import sys
@@ -32,7 +33,7 @@ from autocompress.dashboard import completed_trial_note, named_constraints
 from autocompress.front import FrontMember, compute_front
 from autocompress.pipeline import near_estimate
 from autocompress.report import write_report
-from autocompress.select import choose, select
+from autocompress.select import choose, logged, ranked, select
 from autocompress.targets import OnnxRuntimeTarget, OnnxSession
 from autocompress.targets.measurement import Measurement, steady_timings, time_runs
 from tests.conftest import feed, tiny_study_dict, write_study
@@ -464,7 +465,9 @@ def member_from(number: int, measurement: dict, accuracy: float = 0.75) -> Front
     return FrontMember.from_trial(trial)
 
 
-def test_fastest_warns_when_the_runner_up_is_within_noise(fault_table) -> None:
+def test_fastest_warns_when_the_runner_up_is_within_noise(
+    fault_table, caplog: pytest.LogCaptureFixture
+) -> None:
     """Two quiet 3 ms sleeps are the same speed within their spread; a 30 ms sleep is
     clearly slower than a 3 ms one."""
     a, b, slow = (sleep_measurement(s) for s in (0.003, 0.003, 0.03))
@@ -472,6 +475,15 @@ def test_fastest_warns_when_the_runner_up_is_within_noise(fault_table) -> None:
     close = choose([member_from(1, a.to_dict()), member_from(2, b.to_dict())], "fastest")
     assert close.runner_up is not None
     assert close.warning and "within their spread" in close.warning
+    # Logged once, as `select` logs it, with the whole order for the fallbacks.
+    caplog.set_level(logging.WARNING, logger="autocompress")
+    caplog.clear()
+    front = [member_from(1, a.to_dict()), member_from(2, b.to_dict())]
+    assert logged(choose(front, "fastest")).order == tuple(ranked(front, "fastest"))
+    assert caplog.messages == [f"selection by fastest: {close.warning}"]
+    caplog.clear()
+    assert select(front, "fastest") == close.member
+    assert caplog.messages == [f"selection by fastest: {close.warning}"]
     apart = choose([member_from(1, a.to_dict()), member_from(3, slow.to_dict())], "fastest")
     assert apart.member.trial_number == 1 and apart.warning is None
     fault_table.record(
