@@ -37,7 +37,7 @@ from autocompress.front import FrontMember, compute_front, teacher_member
 from autocompress.manifest import export_refusal
 from autocompress.policies import ExplicitTrial, parse_policy
 from autocompress.recipe import Recipe
-from autocompress.select import ranked, select
+from autocompress.select import choose, logged
 from autocompress.store import (
     Store,
     check_reachable,
@@ -309,8 +309,8 @@ def export_selected(
     policy = policy or config.export.policy
     n_complete = count_trials(study, (TrialState.COMPLETE,))
     front = current_front(study, config.storage_url, n_complete)
-    select(front, policy, study, config.export.latency_budget_ms)  # logs a noise warning
-    candidates = ranked(front, policy, study, config.export.latency_budget_ms)
+    # The policy's order, its noise warning logged.
+    candidates = logged(choose(front, policy, study, config.export.latency_budget_ms)).order
     out_path = Path(out) if out is not None else Path(config.export.dir) / config.study_name
     check_replaceable(out_path, overwrite, export_refusal)  # before any seed is trained
     trainer = _Trainer(study, loaded, objective)
@@ -338,7 +338,7 @@ def export_selected(
             "; ".join(found["broken"]),
         )
         chosen = chosen or (trial, found)
-    assert chosen is not None  # `ranked` never returns an empty list
+    assert chosen is not None  # a policy's order is never empty
     trial, judged = chosen
     if not judged["within_limits"]:
         logger.warning(

@@ -7,17 +7,16 @@ re-measure a champion on today's machine. One way to turn a recipe into numbers.
 from __future__ import annotations
 
 import copy
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 from torch import nn
 
 from autocompress.passes import TORCH_PASSES, PassContext
 from autocompress.recipe import Recipe
-from autocompress.targets import Measurement, Runnable, Target
+from autocompress.targets import Measurement, Target
+from autocompress.targets.measurement import Acceptance, p50_ms
 from autocompress.tasks import Task
 from autocompress.tasks.metrics import Predictions
 from autocompress.trained_students import TrainedStudents, training_key
@@ -78,45 +77,31 @@ ESTIMATE_TOLERANCE = 1.5
 the two are taken to disagree: same shape, same precision, dense kernels."""
 
 
-def measure_as_expected(
-    target: Target,
-    runnable: Runnable,
-    feed: dict[str, np.ndarray],
-    expected_p50_ms: float | None,
-) -> Measurement:
-    """`target.measure`, checked against the p50 the same shape measured before training.
+def near_estimate(expected_p50_ms: float) -> Acceptance:
+    """The check `target.measure` holds a trained model's timings to: their p50 agrees
+    with `expected_p50_ms`, the p50 the same shape measured before training.
 
     Far from it (beyond `ESTIMATE_TOLERANCE`), one of the two was taken while something
     else had the machine: its spread alone may not show it (seen: a MiniLM student at
     3.7x its estimate with a CV of 0.39, under the 0.5 limit, while tests ran beside
-    it). It is timed again, up to `target.config.remeasure_attempts` more times with
-    the target's back-off, and the first measurement that agrees is kept; if none does,
-    the least spread one is kept, marked noisy with the reason, so selections warn.
+    it). The target times it again, up to `target.config.remeasure_attempts` more times
+    with its back-off (`steady_timings`), and keeps the first measurement that agrees
+    (and is within `max_cv`); if none does, the least spread one is kept, marked noisy
+    with this check's reason when it disagrees, so selections warn.
     """
-    measurement = target.measure(runnable, feed)
-    if expected_p50_ms is None:
-        return measurement
-    config = target.config
-    tries = [measurement]
-    for attempt in range(config.remeasure_attempts + 1):
-        ratio = tries[-1].latency_p50_ms / expected_p50_ms
-        if 1 / ESTIMATE_TOLERANCE <= ratio <= ESTIMATE_TOLERANCE:
-            return tries[-1]
-        if attempt == config.remeasure_attempts:
-            break
-        time.sleep(config.remeasure_backoff_s * 2**attempt)
-        tries.append(target.measure(runnable, feed))
-    kept = min(tries, key=lambda m: m.latency_cv)
-    ratios = ", ".join(f"{m.latency_p50_ms / expected_p50_ms:.2f}x" for m in tries)
-    return replace(
-        kept,
-        noisy=True,
-        noise_reason=(
+
+    def check(attempts: Sequence[list[float]]) -> str | None:
+        ratios = [p50_ms(timings) / expected_p50_ms for timings in attempts]
+        if 1 / ESTIMATE_TOLERANCE <= ratios[-1] <= ESTIMATE_TOLERANCE:
+            return None
+        shown = ", ".join(f"{ratio:.2f}x" for ratio in ratios)
+        return (
             f"p50 stayed far from the {expected_p50_ms:.3f} ms its untrained shape measured "
-            f"before training ({ratios} over {len(tries)} measurements; tolerance "
+            f"before training ({shown} over {len(ratios)} measurements; tolerance "
             f"{ESTIMATE_TOLERANCE}x): one of them was taken while the machine was busy"
-        ),
-    )
+        )
+
+    return check
 
 
 def evaluate_recipe(
@@ -138,7 +123,7 @@ def evaluate_recipe(
 
     `autocast` and `cache_dir` as in `build_student`; its records become `training`.
     `expected_p50_ms` is the p50 its shape measured before training, if known (see
-    `measure_as_expected`). With `trained`, a student of the same training kept there is
+    `near_estimate`). With `trained`, a student of the same training kept there is
     loaded instead of trained (`training` then names it: `reused_training`), and a student
     trained here is remembered there. Raises `Unsupported` when the target cannot run the
     recipe.
@@ -168,7 +153,8 @@ def evaluate_recipe(
             trained.remember(key, student, training)
     model = target.materialize(task, student, recipe, folder)
     feed = task.measurement_feed(target.config.batch_size)
-    measurement = measure_as_expected(target, model.runnable, feed, expected_p50_ms)
+    accept = None if expected_p50_ms is None else near_estimate(expected_p50_ms)
+    measurement = target.measure(model.runnable, feed, accept)
     predictions = {split: task.predict(model.runnable, split) for split in SCORED_SPLITS}
     extras = task.write_extras(folder)
     return Evaluation(

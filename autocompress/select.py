@@ -1,8 +1,9 @@
 """Picking one trial to export from a study's front, by a policy (`autocompress.policies`).
 
-`choose` returns a `Selection`: the member and, when noisy latencies could have decided
-it, a warning to show. `select` returns the member alone (and logs the warning) for
-callers that want only the trial. `ranked` gives the fallbacks in order.
+`choose` returns a `Selection`: the member, the policy's whole order (the fallbacks)
+and, when noisy latencies could have decided it, a warning to show; `logged` logs that
+warning. `select` returns the member alone (and logs the warning) for callers that want
+only the trial. `ranked` gives the fallbacks in order, without the warning.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ logger = logging.getLogger("autocompress")
 class Selection:
     """The member a policy picked, and why its latency may not have decided it fairly.
 
-    `runner_up` is the next member of the policy's order, when there was one.
+    `runner_up` is the next member of the policy's order, when there was one, and
+    `order` that whole order, best first (`member` first: what `ranked` returns).
     A `warning` never blocks the selection: it says the pick rests on noisy numbers.
     """
 
@@ -33,6 +35,7 @@ class Selection:
     policy: str
     runner_up: FrontMember | None = None
     warning: str | None = None
+    order: tuple[FrontMember, ...] = ()
 
 
 def select(
@@ -42,10 +45,14 @@ def select(
     latency_budget_ms: float | None = None,
 ) -> FrontMember:
     """The member `choose` picks; its warning, if any, is logged (autocompress logger)."""
-    selection = choose(front, policy, study, latency_budget_ms)
+    return logged(choose(front, policy, study, latency_budget_ms)).member
+
+
+def logged(selection: Selection) -> Selection:
+    """`selection`, its warning (if any) logged on the autocompress logger."""
     if selection.warning:
-        logger.warning("selection by %s: %s", policy, selection.warning)
-    return selection.member
+        logger.warning("selection by %s: %s", selection.policy, selection.warning)
+    return selection
 
 
 def choose(
@@ -59,7 +66,8 @@ def choose(
     parsed, candidates = parse_policy(policy), Candidates(front, study, latency_budget_ms)
     order = parsed.ranked(candidates)
     runner_up = order[1] if len(order) > 1 else None
-    return Selection(order[0], policy, runner_up, parsed.warning(order, candidates))
+    warning = parsed.warning(order, candidates)
+    return Selection(order[0], policy, runner_up, warning, tuple(order))
 
 
 def ranked(

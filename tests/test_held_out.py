@@ -15,9 +15,11 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
+import autocompress.select
 from autocompress.api import TEACHER_ATTR, export_selected, run_study
 from autocompress.config import load_study_config
 from autocompress.dashboard import SEEDS_ATTR_PREFIX
+from autocompress.policies import parse_policy
 from autocompress.select import ranked
 from autocompress.tasks.credit import CreditTask
 from tests.conftest import tiny_study_dict, write_study
@@ -199,7 +201,16 @@ def test_seeds_are_trained_once_and_a_recipe_that_breaks_the_limit_on_average_is
         artifacts_dir=str(tmp_path / "artifacts"),
     )
     caplog.clear()
-    out = export_selected(result.study, load_study_config(strict), tmp_path / "strict-out")
+    parsed: list[str] = []
+
+    def counted(policy: str, *args: object, **kwargs: object) -> object:
+        parsed.append(policy)
+        return parse_policy(policy, *args, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(autocompress.select, "parse_policy", counted)
+        out = export_selected(result.study, load_study_config(strict), tmp_path / "strict-out")
+    assert parsed == ["fastest"], "the policy is parsed and the front ranked once"
     exported = json.loads((out / "metrics.json").read_text())
     selection = exported["selection"]
     chosen_mean = selection["seeds"]["summary"]["valid"]["roc_auc_drop"]["mean"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,12 @@ from autocompress.config import TargetConfig
 from autocompress.errors import Unsupported, UserError
 from autocompress.recipe import Recipe
 from autocompress.targets import OnnxRuntimeTarget, fingerprint_id
-from autocompress.targets.measurement import Measurement
+from autocompress.targets.measurement import (
+    Measurement,
+    SteadyTimings,
+    p50_ms,
+    steady_timings,
+)
 from tests.conftest import feed
 
 
@@ -63,6 +69,41 @@ def test_statistics_from_known_timings() -> None:
     assert m.latency_p90_ms == pytest.approx(np.percentile(ms, 90))
     assert m.latency_mean_ms == pytest.approx(4.0)
     assert m.latency_cv == pytest.approx(ms.std(ddof=1) / ms.mean())
+
+
+def test_steady_timings_keeps_the_least_spread_with_the_latest_refusal() -> None:
+    """Known timings: what is kept when the attempts run out, and with which reason."""
+    steady_far = [0.010, 0.010, 0.010, 0.011]  # CV 0.05, p50 10 ms
+    spread_near = [0.030, 0.001, 0.060, 0.030]  # CV 0.8, p50 30 ms
+
+    def p50_near_30_ms(attempts: Sequence[list[float]]) -> str | None:
+        p50s = [p50_ms(timings) for timings in attempts]
+        shown = ", ".join(f"{p50:.1f}" for p50 in p50s)
+        return None if 20 <= p50s[-1] <= 40 else f"p50s {shown} (refused)"
+
+    def timed(*attempts: list[float]) -> SteadyTimings:
+        queue = iter(attempts)
+        return steady_timings(
+            lambda: next(queue), 0.5, len(attempts) - 1, 0.0, accept=p50_near_30_ms
+        )
+
+    # The steady attempts are refused, the spread one agrees: the least spread is kept,
+    # marked with the latest reason (it speaks of all three).
+    refused = timed(spread_near, steady_far, steady_far)
+    assert refused.noisy and refused.timings_s == steady_far
+    assert refused.noise_reason == "p50s 30.0, 10.0, 10.0 (refused)"
+    # Refused first, then spread: the refused one is kept, with the latest refusal.
+    spread = timed(steady_far, spread_near, spread_near)
+    assert spread.noisy and spread.timings_s == steady_far
+    assert spread.noise_reason == "p50s 10.0 (refused)"
+    # Every attempt agrees but spreads over max_cv: noisy by its spread alone.
+    wide = [0.030, 0.001, 0.060, 0.029]
+    only_spread = timed(spread_near, wide)
+    assert only_spread.noisy and only_spread.noise_reason is None
+    # Steady and agreeing after a refusal: kept, quiet, though an earlier one spread less.
+    quiet = timed(steady_far, [0.030, 0.029, 0.031, 0.030])
+    assert not quiet.noisy and quiet.noise_reason is None
+    assert quiet.timings_s == [0.030, 0.029, 0.031, 0.030]
 
 
 def test_session_pins_threads_and_does_not_spin(model_path: Path) -> None:

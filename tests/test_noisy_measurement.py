@@ -10,11 +10,13 @@ machine quiet runs showed CVs up to about 0.4, noisy ones from about 1.0 up.
 
 from __future__ import annotations
 
+import logging
 import random
+import re
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +31,9 @@ from autocompress.api import StudyResult, run_study
 from autocompress.config import TargetConfig
 from autocompress.dashboard import completed_trial_note, named_constraints
 from autocompress.front import FrontMember, compute_front
+from autocompress.pipeline import near_estimate
 from autocompress.report import write_report
-from autocompress.select import choose, select
+from autocompress.select import choose, logged, ranked, select
 from autocompress.targets import OnnxRuntimeTarget, OnnxSession
 from autocompress.targets.measurement import Measurement, steady_timings, time_runs
 from tests.conftest import feed, tiny_study_dict, write_study
@@ -149,6 +152,78 @@ def test_widely_varying_runs_are_remeasured_with_back_off_and_flagged(fault_tabl
     )
 
 
+# --- the check against the untrained shape's estimate -----------------------------------
+
+
+def sleeps_of(*seconds: float) -> Callable[[], list[float]]:
+    """Attempts timing fixed sleeps: the first `seconds[0]` each run, the next
+    `seconds[1]`, ...; the last is repeated for any further attempt."""
+    attempts = iter(seconds)
+    last = {"s": seconds[0]}
+
+    def one_attempt() -> list[float]:
+        last["s"] = next(attempts, last["s"])
+        return time_runs(lambda: time.sleep(last["s"]), warmup=1, repeats=8)
+
+    return one_attempt
+
+
+def recorded_sleep(slept: list[float]) -> Callable[[float], None]:
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        time.sleep(seconds)
+
+    return sleep
+
+
+def test_a_p50_far_from_its_estimate_is_retried_then_kept_noisy_with_the_reason() -> None:
+    """Steady 40 ms sleeps where the shape measured 10 ms before training: 4x, over the
+    1.5x tolerance, though their spread is small. Timed again with back-off, still far:
+    the least spread attempt is kept, marked noisy with the ratios and the tolerance."""
+    slept: list[float] = []
+    steady = steady_timings(
+        sleeps_of(0.04),
+        max_cv=MAX_CV,
+        remeasure_attempts=2,
+        backoff_s=0.05,
+        sleep=recorded_sleep(slept),
+        accept=near_estimate(10.0),
+    )
+    assert slept == [0.05, 0.1], "re-timed twice, with the back-off"
+    assert all(cv <= MAX_CV for cv in steady.attempt_cvs), "steady: the estimate decided"
+    assert steady.noisy and len(steady.attempt_cvs) == 3
+    kept = Measurement.from_steady(
+        steady, size_bytes=1, warmup=1, batch_size=1, threads=1, provider="sleep", machine_id="x"
+    )
+    assert kept.latency_cv == pytest.approx(min(steady.attempt_cvs)), "the least spread kept"
+    assert kept.noisy and kept.attempts == 3 and 35 < kept.latency_p50_ms < 80
+    reason = kept.to_dict()["noise_reason"]
+    assert reason.startswith("p50 stayed far from the 10.000 ms its untrained shape measured")
+    assert "over 3 measurements; tolerance 1.5x" in reason
+    ratios = re.findall(r"(\d+\.\d\d)x", reason)
+    assert len(ratios) == 3 and all(3.5 < float(r) < 8 for r in ratios), reason
+
+
+def test_a_p50_that_agrees_on_the_second_try_is_kept_unmarked() -> None:
+    """The first attempt (40 ms sleeps) is 4x the 10 ms estimate; the second (10 ms
+    sleeps) agrees: it is kept, not noisy, and no further attempt is made."""
+    slept: list[float] = []
+    steady = steady_timings(
+        sleeps_of(0.04, 0.01),
+        max_cv=MAX_CV,
+        remeasure_attempts=3,
+        backoff_s=0.05,
+        sleep=recorded_sleep(slept),
+        accept=near_estimate(10.0),
+    )
+    assert slept == [0.05] and len(steady.attempt_cvs) == 2
+    kept = Measurement.from_steady(
+        steady, size_bytes=1, warmup=1, batch_size=1, threads=1, provider="sleep", machine_id="x"
+    )
+    assert not kept.noisy and kept.noise_reason is None and kept.attempts == 2
+    assert 9.5 < kept.latency_p50_ms < 15, "the attempt that agrees is kept"
+
+
 @dataclass(frozen=True)
 class StallingSession:
     """A real onnxruntime session on a machine where one run in four stalls 20 ms
@@ -195,6 +270,16 @@ def test_the_onnx_target_remeasures_a_stalling_session_and_stores_it_noisy(
         result=f"re-measured 2 more times with back-off; stored noisy=True, "
         f"cv={noisy.latency_cv:.2f}, p50 {noisy.latency_p50_ms:.3f} ms, attempts=3",
     )
+
+
+def test_the_onnx_target_holds_its_timings_to_the_check(model_path: Path) -> None:
+    """`measure(..., accept)`: a real session far under a 1000 ms estimate is timed
+    again by the target's own back-off loop and stored noisy with the check's reason."""
+    target = onnx_target(remeasure_attempts=2, remeasure_backoff_s=0.01)
+    far = target.measure(target.load(model_path), feed(256), near_estimate(1000.0))
+    assert far.noisy and far.attempts == 3 and len(far.attempt_cvs) == 3
+    assert far.noise_reason and "far from the 1000.000 ms" in far.noise_reason
+    assert "over 3 measurements" in far.noise_reason
 
 
 def test_busy_threads_competing_for_the_interpreter(model_path: Path, fault_table) -> None:
@@ -380,7 +465,9 @@ def member_from(number: int, measurement: dict, accuracy: float = 0.75) -> Front
     return FrontMember.from_trial(trial)
 
 
-def test_fastest_warns_when_the_runner_up_is_within_noise(fault_table) -> None:
+def test_fastest_warns_when_the_runner_up_is_within_noise(
+    fault_table, caplog: pytest.LogCaptureFixture
+) -> None:
     """Two quiet 3 ms sleeps are the same speed within their spread; a 30 ms sleep is
     clearly slower than a 3 ms one."""
     a, b, slow = (sleep_measurement(s) for s in (0.003, 0.003, 0.03))
@@ -388,6 +475,15 @@ def test_fastest_warns_when_the_runner_up_is_within_noise(fault_table) -> None:
     close = choose([member_from(1, a.to_dict()), member_from(2, b.to_dict())], "fastest")
     assert close.runner_up is not None
     assert close.warning and "within their spread" in close.warning
+    # Logged once, as `select` logs it, with the whole order for the fallbacks.
+    caplog.set_level(logging.WARNING, logger="autocompress")
+    caplog.clear()
+    front = [member_from(1, a.to_dict()), member_from(2, b.to_dict())]
+    assert logged(choose(front, "fastest")).order == tuple(ranked(front, "fastest"))
+    assert caplog.messages == [f"selection by fastest: {close.warning}"]
+    caplog.clear()
+    assert select(front, "fastest") == close.member
+    assert caplog.messages == [f"selection by fastest: {close.warning}"]
     apart = choose([member_from(1, a.to_dict()), member_from(3, slow.to_dict())], "fastest")
     assert apart.member.trial_number == 1 and apart.warning is None
     fault_table.record(

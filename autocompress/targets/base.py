@@ -18,7 +18,7 @@ from torch import nn
 
 from autocompress.config import TargetConfig
 from autocompress.recipe import Recipe
-from autocompress.targets.measurement import Measurement
+from autocompress.targets.measurement import Acceptance, Measurement
 
 if TYPE_CHECKING:  # tasks import this module's Runnable; avoid the import cycle
     from autocompress.tasks.base import Task
@@ -69,6 +69,10 @@ class Target(Protocol):
         `student` itself is never changed."""
         ...
 
-    def measure(self, runnable: Runnable, feed: dict[str, np.ndarray]) -> Measurement:
-        """Warm up, then time `config.repeats` runs of one fixed batch."""
+    def measure(
+        self, runnable: Runnable, feed: dict[str, np.ndarray], accept: Acceptance | None = None
+    ) -> Measurement:
+        """Warm up, then time `config.repeats` runs of one fixed batch; timed again with
+        back-off while the spread is over `config.max_cv` or `accept` refuses the timings
+        (see `steady_timings`)."""
         ...

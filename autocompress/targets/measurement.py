@@ -12,7 +12,7 @@ import os
 import platform
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from functools import cache
 
@@ -46,9 +46,10 @@ class Measurement:
     Spread: `latency_cv` is the coefficient of variation of the kept attempt's
     timings. `attempts` is how many times the batch was timed (1 + re-measurements,
     see `steady_timings`), `attempt_cvs` the CV of each, `max_cv` the limit they were
-    held to, and `noisy` is True when even the least noisy attempt stayed over it:
-    the numbers are kept, but they are not to be trusted to rank close models.
-    Measurements stored before these fields existed read as one quiet attempt.
+    held to, and `noisy` is True when no attempt was both within it and accepted by
+    the caller's check (see `Acceptance`): the numbers are kept, but they are not to be
+    trusted to rank close models. Measurements stored before these fields existed read
+    as one quiet attempt.
     """
 
     latency_p50_ms: float
@@ -68,13 +69,14 @@ class Measurement:
     attempt_cvs: tuple[float, ...] = ()
     max_cv: float | None = None
     noise_reason: str | None = None
-    """Why it is `noisy` when not by its spread (see `pipeline.measure_as_expected`)."""
+    """Why it is `noisy` when not by its spread: the acceptance check's reason (see
+    `steady_timings`; e.g. `pipeline.near_estimate`)."""
 
     @classmethod
     def from_timings(cls, timings_s: list[float], **context: object) -> Measurement:
         ms = np.asarray(timings_s) * 1e3
         return cls(
-            latency_p50_ms=float(np.percentile(ms, 50)),
+            latency_p50_ms=p50_ms(timings_s),
             latency_p90_ms=float(np.percentile(ms, 90)),
             latency_mean_ms=float(ms.mean()),
             latency_cv=coefficient_of_variation(timings_s),
@@ -91,6 +93,7 @@ class Measurement:
             attempts=len(steady.attempt_cvs),
             attempt_cvs=steady.attempt_cvs,
             max_cv=steady.max_cv,
+            noise_reason=steady.noise_reason,
             **context,
         )
 
@@ -105,6 +108,17 @@ def coefficient_of_variation(timings: list[float]) -> float:
     return float(values.std(ddof=1) / mean) if len(values) > 1 and mean > 0 else 0.0
 
 
+def p50_ms(timings_s: list[float]) -> float:
+    """The median of timings in seconds, in milliseconds."""
+    return float(np.percentile(np.asarray(timings_s) * 1e3, 50))
+
+
+Acceptance = Callable[[Sequence[list[float]]], str | None]
+"""A check on a measurement beyond its spread, for `Target.measure` and `steady_timings`:
+given the timings (seconds) of every attempt so far, newest last, None when the newest
+is acceptable, else why not (it may speak of them all: the reason kept is the latest)."""
+
+
 @dataclass(frozen=True)
 class SteadyTimings:
     """The timings kept by `steady_timings`, and how steady each attempt was."""
@@ -113,6 +127,7 @@ class SteadyTimings:
     attempt_cvs: tuple[float, ...]
     max_cv: float
     noisy: bool
+    noise_reason: str | None = None
 
 
 def steady_timings(
@@ -121,31 +136,42 @@ def steady_timings(
     remeasure_attempts: int,
     backoff_s: float,
     sleep: Callable[[float], None] = time.sleep,
+    *,
+    accept: Acceptance | None = None,
 ) -> SteadyTimings:
-    """Time with `time_once` until the timings' CV is at most `max_cv`.
+    """Time with `time_once` until the timings' CV is at most `max_cv` and `accept`
+    (when given) takes them.
 
     A spread over `max_cv` means something else had the machine (another process,
     a busy thread holding the GIL, a frequency change): the batch is timed again, up
     to `remeasure_attempts` more times, after sleeping `backoff_s`, then twice, four
-    times that long, so a passing burst of load can end. The first attempt within
-    `max_cv` is kept; if none is, the least noisy attempt is kept and the result is
-    `noisy`. Attempts are never pooled: a disturbed window would widen every
-    percentile, and the kept timings always come from one contiguous window.
+    times that long, so a passing burst of load can end. A refusal by `accept` (a
+    p50 far from what it should be, though steady) is retried the same way. The first
+    attempt within `max_cv` and accepted is kept; if none is, the least noisy attempt
+    is kept and the result is `noisy`, with `accept`'s latest reason as `noise_reason`
+    when it refused the kept attempt. Attempts are never pooled: a disturbed window
+    would widen every percentile, and the kept timings always come from one contiguous
+    window.
     """
-    attempts: list[tuple[float, list[float]]] = []
+    attempts: list[list[float]] = []
+    cvs: list[float] = []
+    reasons: list[str | None] = []
     for attempt in range(remeasure_attempts + 1):
         if attempt:
             sleep(backoff_s * 2 ** (attempt - 1))
-        timings = time_once()
-        attempts.append((coefficient_of_variation(timings), timings))
-        if attempts[-1][0] <= max_cv:
-            break
-    best_cv, best = min(attempts, key=lambda pair: pair[0])
+        attempts.append(time_once())
+        cvs.append(coefficient_of_variation(attempts[-1]))
+        reasons.append(None if accept is None else accept(tuple(attempts)))
+        if cvs[-1] <= max_cv and reasons[-1] is None:
+            return SteadyTimings(attempts[-1], tuple(cvs), max_cv, noisy=False)
+    kept = min(range(len(attempts)), key=cvs.__getitem__)
+    refused = [reason for reason in reasons if reason is not None]
     return SteadyTimings(
-        timings_s=best,
-        attempt_cvs=tuple(cv for cv, _ in attempts),
+        timings_s=attempts[kept],
+        attempt_cvs=tuple(cvs),
         max_cv=max_cv,
-        noisy=best_cv > max_cv,
+        noisy=True,
+        noise_reason=refused[-1] if reasons[kept] is not None else None,
     )
 
 

@@ -18,6 +18,7 @@ from autocompress.passes import ONNX_PASSES
 from autocompress.recipe import Recipe
 from autocompress.targets.base import Materialized
 from autocompress.targets.measurement import (
+    Acceptance,
     Measurement,
     fingerprint_id,
     machine_fingerprint,
@@ -140,15 +141,22 @@ class OnnxRuntimeTarget:
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
             raise Unsupported(f"{self.provider} cannot load this model: {first_line}") from error
 
-    def measure(self, runnable: OnnxSession, feed: dict[str, np.ndarray]) -> Measurement:
+    def measure(
+        self,
+        runnable: OnnxSession,
+        feed: dict[str, np.ndarray],
+        accept: Acceptance | None = None,
+    ) -> Measurement:
         """Warm up, then time `repeats` runs of one fixed batch; timed again with
-        back-off while the spread is over `max_cv` (see `steady_timings`)."""
+        back-off while the spread is over `max_cv` or `accept` refuses the timings
+        (see `steady_timings`)."""
         config = self.config
         steady = steady_timings(
             lambda: time_runs(lambda: runnable.run(feed), config.warmup, config.repeats),
             config.max_cv,
             config.remeasure_attempts,
             config.remeasure_backoff_s,
+            accept=accept,
         )
         return Measurement.from_steady(
             steady,

@@ -52,6 +52,7 @@ from autocompress.passes.bnb import (
 from autocompress.recipe import Recipe
 from autocompress.targets.base import Materialized
 from autocompress.targets.measurement import (
+    Acceptance,
     Measurement,
     fingerprint_id,
     machine_fingerprint,
@@ -253,9 +254,15 @@ class TorchCudaTarget:
         runnable = to_runnable(student, recipe, self.device, self.config.batch_size)
         return Materialized(runnable=runnable, files=files)
 
-    def measure(self, runnable: TorchModel, feed: dict[str, np.ndarray]) -> Measurement:
+    def measure(
+        self,
+        runnable: TorchModel,
+        feed: dict[str, np.ndarray],
+        accept: Acceptance | None = None,
+    ) -> Measurement:
         """Warm up, then time `repeats` forward passes of one fixed batch already on the GPU;
-        timed again with back-off while the spread is over `max_cv` (see `steady_timings`)."""
+        timed again with back-off while the spread is over `max_cv` or `accept` refuses
+        the timings (see `steady_timings`)."""
         inputs = runnable.inputs(feed)
         torch.cuda.synchronize(self.device)
         torch.cuda.reset_peak_memory_stats(self.device)
@@ -270,6 +277,7 @@ class TorchCudaTarget:
             config.max_cv,
             config.remeasure_attempts,
             config.remeasure_backoff_s,
+            accept=accept,
         )
         return Measurement.from_steady(
             steady,
