@@ -11,18 +11,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, get_args
+from typing import Annotated, Any, Literal, Union, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, model_validator
 
+from autocompress.config_base import Strict as _Strict
 from autocompress.errors import UserError
 from autocompress.recipe import RECIPE_FIELDS, FieldSpec
 from autocompress.targets import TARGETS
-from autocompress.tasks import TASKS
+from autocompress.tasks import TASKS, task_config_class
 
 logger = logging.getLogger("autocompress")
 
@@ -43,180 +43,32 @@ OBJECTIVE_METRICS = (
 )
 # Higher is better for these; every other objective metric is minimised.
 MAXIMIZED_METRICS = frozenset({"accuracy", "f1", "roc_auc", "gini", "ks"})
-# Scores of a bad-class probability, which only the credit task reports.
-CREDIT_ONLY_METRICS = ("gini", "ks", "brier", "ece")
-Fraction = Annotated[float, Field(gt=0.0, lt=0.5)]
+# Scores of a bad-class probability, which only the task kinds whose settings say
+# `scores_bad_class` report.
+BAD_CLASS_METRICS = ("gini", "ks", "brier", "ece")
 # Overrides (keyword arguments, command-line options) that set a key of another name.
 OVERRIDE_KEYS = {"data": "task.data.path"}
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DataConfig(_Strict):
-    path: str
-    label: str
-    positive_label: str | int | None = None
-    categorical: list[str] | None = None
-    drop_columns: list[str] = []
-    test_size: Fraction = 0.2
-    valid_size: Fraction = 0.2
-    seed: int = 0
-
-
-class TeacherConfig(_Strict):
-    hidden_sizes: list[Annotated[int, Field(gt=0)]] = [512, 512, 256]
-    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
-    epochs: Annotated[int, Field(gt=0)] = 60
-    batch_size: Annotated[int, Field(gt=0)] = 64
-    learning_rate: Annotated[float, Field(gt=0.0)] = 1e-3
-    weight_decay: Annotated[float, Field(ge=0.0)] = 1e-4
-    patience: Annotated[int, Field(gt=0)] = 10
-
-
-ImputeRule = Literal["median", "mean", "constant"]
-# none; log1p (values below 0 count as 0; refused when training has them); signed_log1p
-# (sign(x)·log1p(|x|), for money columns that go negative); clip (winsorise at
-# `clip_quantiles` of training); quantile (the training CDF, piecewise linear).
-NumericTransform = Literal["none", "log1p", "signed_log1p", "clip", "quantile"]
-
-
-class ColumnPreprocessing(_Strict):
-    """Overrides for the numeric columns a `task.preprocessing.columns` key names."""
-
-    impute: ImputeRule | None = None
-    fill_value: float | None = None
-    transform: NumericTransform | None = None
-    missing_indicator: bool | None = None
-
-
-class PreprocessingConfig(_Strict):
-    """How raw numeric cells become model inputs; the exported graph applies the same.
-
-    Missing cells (empty, NaN, and ±inf when `infinite` is `missing`) are imputed by
-    `impute` (the training median by default; `constant` uses `fill_value`). A 0/1
-    indicator column is added for columns that had missing cells in training (`auto`),
-    for every numeric column (`always`) or never. `columns` maps column names or glob
-    patterns (`BILL_AMT*`) to overrides; the first matching key wins.
-    """
-
-    impute: ImputeRule = "median"
-    fill_value: float = 0.0
-    missing_indicator: Literal["auto", "always", "never"] = "auto"
-    infinite: Literal["missing", "clip"] = "missing"
-    transform: NumericTransform = "none"
-    clip_quantiles: tuple[
-        Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]
-    ] = (0.005, 0.995)
-    quantile_knots: Annotated[int, Field(ge=3, le=1000)] = 64
-    columns: dict[str, ColumnPreprocessing] = {}
-    # Numeric columns (names or globs) whose transform the sampler may choose: the
-    # search space's `numeric_transform` field; `declared` keeps the settings above.
-    searched_columns: list[str] = []
-
-    @model_validator(mode="after")
-    def _ordered_quantiles(self) -> PreprocessingConfig:
-        low, high = self.clip_quantiles
-        if not low < high:
+def _task_configs() -> dict[str, type[BaseModel]]:
+    """The settings class of every registered task kind, each checked to carry its kind."""
+    classes = {}
+    for kind in TASKS:
+        cls = task_config_class(kind)
+        field = cls.model_fields.get("kind")
+        if field is None or get_args(field.annotation) != (kind,):
             raise ValueError(
-                f"clip_quantiles must be [low, high] with low < high, got {low}, {high}"
+                f"{cls.__name__} is registered as task kind {kind!r}: give it "
+                f"the field kind: Literal[{kind!r}]"
             )
-        if not math.isfinite(self.fill_value):
-            raise ValueError("fill_value must be a finite number")
-        return self
+        classes[kind] = cls
+    return classes
 
 
-class DecisionConfig(_Strict):
-    """Where the exported graph puts the decision threshold on the bad-class probability,
-    chosen on the validation split: `max_f1` (F1 of the bad class), `bad_rate` (flag
-    this share of applicants), `approval_rate` (approve this share) or `fixed`."""
-
-    rule: Literal["max_f1", "bad_rate", "approval_rate", "fixed"] = "max_f1"
-    value: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
-
-    @model_validator(mode="after")
-    def _value_when_needed(self) -> DecisionConfig:
-        if self.rule != "max_f1" and self.value is None:
-            raise ValueError(f"rule {self.rule!r} needs a value between 0 and 1 (exclusive)")
-        if self.rule == "max_f1" and self.value is not None:
-            raise ValueError("rule 'max_f1' takes no value; remove it or pick another rule")
-        return self
-
-
-class CreditTaskConfig(_Strict):
-    kind: Literal["credit"]
-    # Two classes, the second the bad one: its probability is scored (brier, ece, ks, gini).
-    scores_bad_class: ClassVar[bool] = True
-    data: DataConfig
-    teacher: TeacherConfig = TeacherConfig()
-    preprocessing: PreprocessingConfig = PreprocessingConfig()
-    decision: DecisionConfig = DecisionConfig()
-    # The models a bank would use instead, trained on the same split and measured on the
-    # same target once per study: reference rows in `front`, the report and the dashboard.
-    baselines: list[Literal["lightgbm", "logistic_regression"]] = [
-        "lightgbm",
-        "logistic_regression",
-    ]
-
-
-class TextModelConfig(_Strict):
-    path: str = "embedded:all-minilm-l6-v2"
-    max_seq_length: Annotated[int, Field(ge=8)] = 64
-    reinit_head: bool = False
-
-
-class TextDataConfig(_Strict):
-    path: str
-    test_path: str | None = None
-    format: Literal["csv", "phrasebank"] = "csv"
-    encoding: str = "utf-8"
-    text_column: str = "text"
-    label_column: str = "label"
-    label_names: list[str] | None = None
-    deduplicate: bool = True
-    max_train_rows: Annotated[int, Field(ge=20)] | None = None
-    test_size: Fraction = 0.2
-    # The search and the selection judge students here: 0.2 so that, on a few thousand
-    # sentences, a 1-point change is not lost in the split's own noise.
-    valid_size: Fraction = 0.2
-    seed: int = 0
-
-
-class OptimizerConfig(_Strict):
-    """How students are fine-tuned; how many epochs is the recipe's `finetune_epochs`."""
-
-    batch_size: Annotated[int, Field(gt=0)] = 32
-    learning_rate: Annotated[float, Field(gt=0.0)] = 1e-4
-    weight_decay: Annotated[float, Field(ge=0.0)] = 0.01
-    patience: Annotated[int, Field(gt=0)] = 1
-
-
-class FinetuneConfig(OptimizerConfig):
-    """How students are fine-tuned: students train longer than the teacher, so the rate
-    warms up over the first 6% of steps and then decays linearly to zero, as in
-    transformers' Trainer (`constant` keeps it fixed)."""
-
-    lr_schedule: Literal["linear", "constant"] = "linear"
-
-
-class FitConfig(OptimizerConfig):
-    """How the teacher is fine-tuned (once per study)."""
-
-    epochs: Annotated[int, Field(gt=0)] = 3
-    learning_rate: Annotated[float, Field(gt=0.0)] = 5e-5
-
-
-class TextTaskConfig(_Strict):
-    kind: Literal["text"]
-    scores_bad_class: ClassVar[bool] = False
-    model: TextModelConfig = TextModelConfig()
-    data: TextDataConfig
-    teacher: FitConfig = FitConfig()
-    finetune: FinetuneConfig = FinetuneConfig()
-
-
-TaskConfig = Annotated[CreditTaskConfig | TextTaskConfig, Field(discriminator="kind")]
+TASK_CONFIGS = _task_configs()
+"""task kind -> its settings: the `task:` sections a study file may hold, read from
+`autocompress.tasks.TASKS` when this module is imported (register a task kind before)."""
+TaskConfig = Annotated[Union[tuple(TASK_CONFIGS.values())], Field(discriminator="kind")]  # noqa: UP007
 
 
 class ObjectivesConfig(_Strict):
@@ -546,9 +398,7 @@ def load_study_config(path: str | Path, **overrides: Any) -> LoadedStudy:
         )
     else:
         space = parse_search_space(config.search_space, source, prefix="search_space.")
-    _check_fields_apply(
-        space, config.task.kind, config.target.runtime, config.where("search_space")
-    )
+    _check_fields_apply(space, config.task, config.target.runtime, config.where("search_space"))
     _check_transform_search(config, space)
     _check_consistency(config, source)
     _check_warm_start(config.warm_start, space, config.where("warm_start"))
@@ -599,15 +449,21 @@ def parse_search_space(
     return space
 
 
-def _check_fields_apply(space: dict[str, ParamSpace], kind: str, runtime: str, where: str) -> None:
-    """A field the task or target cannot act on would be searched for nothing: refuse it."""
+def _check_fields_apply(
+    space: dict[str, ParamSpace], task: BaseModel, runtime: str, where: str
+) -> None:
+    """A field the task or target cannot act on would be searched for nothing: refuse it.
+
+    A field names what it needs (`FieldSpec.needs`); the task kind's settings class says
+    what it offers (`offers`)."""
+    offers = getattr(type(task), "offers", frozenset())
     for name in space:
-        tasks = RECIPE_FIELDS[name].tasks or tuple(TASKS)
-        if kind not in tasks:
-            raise UserError(
-                f"{where}.{name}: does not apply to task kind {kind!r} (only to "
-                f"{', '.join(tasks)}); remove it from the search space"
-            )
+        for need in RECIPE_FIELDS[name].needs:
+            if need.capability not in offers:
+                raise UserError(
+                    f"{where}.{name}: needs {need.words} ({need.capability}), which task kind "
+                    f"{task.kind!r} does not offer; remove it from the search space"
+                )
         runtimes = RECIPE_FIELDS[name].runtimes or tuple(TARGETS)
         if runtime not in runtimes:
             raise UserError(
@@ -726,10 +582,11 @@ def _check_consistency(config: StudyConfig, source: Path) -> None:
         uses += [(f"constraints.{key}", metric) for key, metric, _, _ in limits]
         uses += [(f"export.policy: {policy.name}", policy.metric)]
         for key, metric in uses:
-            if metric in CREDIT_ONLY_METRICS:
+            if metric in BAD_CLASS_METRICS:
+                kinds = [kind for kind, cls in TASK_CONFIGS.items() if cls.scores_bad_class]
                 raise UserError(
                     f"{source}: {key}: {metric} scores a bad-class probability, which only "
-                    f"credit tasks report ({', '.join(CREDIT_ONLY_METRICS)}); "
+                    f"{' and '.join(kinds)} tasks report ({', '.join(BAD_CLASS_METRICS)}); "
                     f"{config.task.kind} tasks report accuracy, f1 and roc_auc"
                 )
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from autocompress.passes.base import Pass
@@ -137,6 +137,16 @@ STORED_FIELDS = tuple(f.name for f in fields(Recipe) if f.name != "extras")
 """The fields a `Recipe` stores as attributes, in `to_dict` order."""
 
 
+class Need(NamedTuple):
+    """What a recipe field needs to act on, offered or not by a task kind (the `offers` of
+    its settings class; see `autocompress.tasks`). `capability` is the name of the model
+    protocol in `autocompress.models.capabilities` when the student provides it, else what
+    the task's data can do; `words` say it in a refusal ("needs <words> (<capability>)")."""
+
+    capability: str
+    words: str
+
+
 @dataclass(frozen=True)
 class FieldSpec:
     """What a search space may say about one recipe field, and its value when it says
@@ -147,7 +157,7 @@ class FieldSpec:
     high: float | None = None
     choices: tuple[Any, ...] | None = None
     active: Callable[[Mapping[str, Any]], bool] = lambda params: True
-    tasks: tuple[str, ...] | None = None  # None: every registered task kind
+    needs: tuple[Need, ...] = ()  # what the task kind must offer; (): nothing
     runtimes: tuple[str, ...] | None = None  # None: every registered target runtime
     note: str = ""
     default: Any = None
@@ -159,7 +169,7 @@ INPUT_FIELDS: dict[str, FieldSpec] = {
     "numeric_transform": FieldSpec(
         str,
         choices=NUMERIC_TRANSFORMS,
-        tasks=("credit",),
+        needs=(Need("NumericTransforms", "numeric input columns whose transform is searched"),),
         note="transform of the columns in task.preprocessing.searched_columns; `declared` "
         "keeps the study's; another trains (once, then cached) a teacher on those inputs, "
         "and the student starts from it",

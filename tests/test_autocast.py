@@ -29,20 +29,19 @@ from autocompress.autocast import (
     decide,
     probe,
 )
-from autocompress.config import (
-    DataConfig,
-    FinetuneConfig,
-    FitConfig,
-    TeacherConfig,
-    TextDataConfig,
-    TextModelConfig,
-    TextTaskConfig,
-)
 from autocompress.passes import Distillation, LayerDrop, PassContext
 from autocompress.passes.distill import DistillationStep, probe_step
 from autocompress.recipe import Recipe
 from autocompress.tasks.credit import CreditTask
+from autocompress.tasks.credit_config import DataConfig, TeacherConfig
 from autocompress.tasks.text import TextTask
+from autocompress.tasks.text_config import (
+    FinetuneConfig,
+    FitConfig,
+    TextDataConfig,
+    TextModelConfig,
+    TextTaskConfig,
+)
 from autocompress.training import FitSettings, fit
 from tests.conftest import TINY_SPACE, tiny_study_dict, write_study
 

@@ -32,6 +32,7 @@ from autocompress.models.bert import (
     pruning_options,
     sync_after_pruning,
 )
+from autocompress.models.capabilities import PrunableFFN
 from autocompress.passes import PassContext, StructuredPruning, apply_precision
 from autocompress.passes.layer_drop import LayerDrop
 from autocompress.recipe import Recipe
@@ -437,7 +438,7 @@ def test_layer_drop_at_one_is_a_no_op(task: TinyTextTask, student: TextClassifie
 
 
 def test_a_text_classifier_has_every_capability(student: TextClassifier) -> None:
-    for capability in (Specified, Prunable, Layered, HiddenStates):
+    for capability in (Specified, Prunable, PrunableFFN, Layered, HiddenStates):
         assert isinstance(student, capability), capability.__name__
     assert student.protected_layers() == [student.hf.classifier]
     inputs = token_batch(4, SEQ, seed=5)

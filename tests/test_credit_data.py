@@ -21,9 +21,9 @@ import onnxruntime as ort
 import pandas as pd
 import pytest
 
-from autocompress.config import DataConfig, TeacherConfig
 from autocompress.errors import UserError
 from autocompress.tasks.credit import CreditTask
+from autocompress.tasks.credit_config import DataConfig, TeacherConfig
 from autocompress.tasks.data_files import resolve_data_file
 from autocompress.tasks.preprocessing import (
     FORMAT,

@@ -21,12 +21,13 @@ import pandas as pd
 import pytest
 import torch
 
-from autocompress.config import DataConfig, PreprocessingConfig, TargetConfig, TeacherConfig
+from autocompress.config import TargetConfig
 from autocompress.errors import Unsupported
 from autocompress.passes.precision import apply_precision
 from autocompress.recipe import Recipe
 from autocompress.targets import OnnxRuntimeTarget
 from autocompress.tasks.credit import CreditTask
+from autocompress.tasks.credit_config import DataConfig, PreprocessingConfig, TeacherConfig
 
 PRECISIONS = {
     "fp32": Recipe(),

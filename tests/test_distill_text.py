@@ -23,13 +23,6 @@ from safetensors.torch import load_file
 from torch import nn
 
 from autocompress import UserError, load_study_config, run_study
-from autocompress.config import (
-    FinetuneConfig,
-    FitConfig,
-    TextDataConfig,
-    TextModelConfig,
-    TextTaskConfig,
-)
 from autocompress.models.bert import KEPT_LAYERS_KEY, TextClassifier, kept_layers
 from autocompress.passes import (
     Distillation,
@@ -43,6 +36,13 @@ from autocompress.passes.distill import DistillationStep
 from autocompress.recipe import Recipe
 from autocompress.tasks.text import TextTask
 from autocompress.tasks.text_augment import WordNeighbours
+from autocompress.tasks.text_config import (
+    FinetuneConfig,
+    FitConfig,
+    TextDataConfig,
+    TextModelConfig,
+    TextTaskConfig,
+)
 from autocompress.training import FitSettings, fit
 from tests.conftest import tiny_study_dict, write_study
 from tests.text_fixtures import tiny_text_study
@@ -288,7 +288,7 @@ def test_kept_layers_survive_save_and_reload(task: TextTask, tmp_path: Path) -> 
 def test_text_distillation_fields_are_text_only(tmp_path: Path, field: str) -> None:
     study = tiny_study_dict(tmp_path)
     study["search_space"] = {**study["search_space"], field: 0.5}
-    with pytest.raises(UserError, match=f"{field}: does not apply to task kind"):
+    with pytest.raises(UserError, match=rf"{field}: needs .* which task kind 'credit' does not"):
         load_study_config(write_study(tmp_path, study))
 
 

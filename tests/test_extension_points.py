@@ -1,8 +1,10 @@
 """A new torch pass, a new ONNX pass and a new target are each one file plus one
 registration line, and take part end to end: study files accept the new fields (a bad
 value gets the usual message) and the new runtime, the passes run in the chain, the
-trial notes describe them, and the export records their fields. Real `autocompress`
-processes, as `tests/test_new_policy.py` runs them."""
+trial notes describe them, and the export records their fields. A new task kind is its
+settings and its task plus one line, and study files of that kind are read and checked
+against what it offers. Real `autocompress` processes, as `tests/test_new_policy.py`
+runs them."""
 
 from __future__ import annotations
 
@@ -221,3 +223,64 @@ def test_a_registered_pass_fields_are_read_stored_and_described() -> None:
         while isinstance(TORCH_PASSES[-1], _Noise):
             TORCH_PASSES.pop()
     assert "noise_std" not in RECIPE_FIELDS
+
+
+# A new task kind: its settings (a light pydantic model with its `kind`) and its task,
+# here the credit ones under a kind of their own whose students offer only pruning; one
+# registration line, before `autocompress.config` is imported.
+TASK_FILES = {
+    "applicants_config.py": """
+from typing import ClassVar, Literal
+
+from autocompress.tasks.credit_config import CreditTaskConfig
+
+
+class ApplicantsConfig(CreditTaskConfig):
+    kind: Literal["applicants"]
+    offers: ClassVar[frozenset[str]] = frozenset({"Prunable"})
+""",
+    "applicants.py": """
+from autocompress.tasks.credit import CreditTask
+
+
+class ApplicantsTask(CreditTask):
+    cache_prefix = "applicants"
+""",
+    "launch.py": """
+import sys
+
+from autocompress.tasks import TASKS, TaskEntry
+TASKS["applicants"] = TaskEntry("applicants:ApplicantsTask", "applicants_config:ApplicantsConfig")
+
+from autocompress.config import load_study_config
+from autocompress.errors import UserError
+from autocompress.tasks import build_task
+
+try:
+    loaded = load_study_config(sys.argv[1])
+except UserError as error:
+    sys.exit(str(error))
+print(type(loaded.config.task).__name__, type(build_task(loaded.config)).__name__)
+""",
+}
+
+
+def test_a_new_task_kind_is_its_settings_its_task_and_one_line(tmp_path: Path) -> None:
+    for name, text in TASK_FILES.items():
+        (tmp_path / name).write_text(text)
+    study = tiny_study_dict(tmp_path)
+    study["task"]["kind"] = "applicants"
+    checked = run(tmp_path, str(write_study(tmp_path, study)))
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.split() == ["ApplicantsConfig", "ApplicantsTask"]
+
+    study["search_space"] = {**study["search_space"], "numeric_transform": "quantile"}
+    refused = run(tmp_path, str(write_study(tmp_path, study)))
+    assert "numeric_transform: needs numeric input columns whose transform is searched " in (
+        refused.stderr
+    )
+    assert "which task kind 'applicants' does not offer" in refused.stderr
+
+    study["task"]["kind"] = "applicant"
+    refused = run(tmp_path, str(write_study(tmp_path, study)))
+    assert "expected tags: 'credit', 'text', 'applicants'" in refused.stderr, refused.stderr

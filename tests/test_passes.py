@@ -18,9 +18,9 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch.nn import functional as F
 
-from autocompress.config import DataConfig, TeacherConfig
 from autocompress.errors import Unsupported
 from autocompress.models import HiddenStates, Layered, MLPClassifier, Prunable, Specified
+from autocompress.models.capabilities import PrunableFFN
 from autocompress.passes import (
     Distillation,
     LayerDrop,
@@ -35,6 +35,7 @@ from autocompress.passes.precision import gemm_to_matmul
 from autocompress.passes.prune import IMPORTANCE_CRITERIA
 from autocompress.recipe import Recipe
 from autocompress.tasks.credit import CreditTask
+from autocompress.tasks.credit_config import DataConfig, TeacherConfig
 from autocompress.training import FitSettings, learning_rate_schedule
 
 HIDDEN = [64, 32]
@@ -279,13 +280,14 @@ class NoData:
 
 def test_an_mlp_is_specified_and_prunable_only(student: MLPClassifier) -> None:
     assert isinstance(student, Specified) and isinstance(student, Prunable)
-    assert not isinstance(student, Layered) and not isinstance(student, HiddenStates)
+    for lacking in (PrunableFFN, Layered, HiddenStates):
+        assert not isinstance(student, lacking), lacking.__name__
     assert student.protected_layers() == [student.head]
-    assert student.pruning_options(0.5, 0.25) == {}
+    assert student.pruning_options(0.5) == {}
     assert student.after_pruning(pruner=None) is None
 
 
-def test_an_mlp_refuses_layer_drop_and_hidden_states_with_a_reason(
+def test_an_mlp_refuses_layer_drop_ffn_pruning_and_hidden_states_with_a_reason(
     teacher: MLPClassifier, student: MLPClassifier
 ) -> None:
     with pytest.raises(Unsupported, match="^MLPClassifier models have no layers to drop$"):
@@ -293,6 +295,10 @@ def test_an_mlp_refuses_layer_drop_and_hidden_states_with_a_reason(
     no_states = "^MLPClassifier models expose no hidden states to distil$"
     with pytest.raises(Unsupported, match=no_states):
         HiddenStateLoss.between(student, teacher, NoData(), weight=1.0)
+    no_ffn = "^MLPClassifier models have no FFN to prune apart from the other widths$"
+    with pytest.raises(Unsupported, match=no_ffn):
+        recipe = Recipe(pruning_ratio=0.5, ffn_pruning_ratio=0.25)
+        StructuredPruning().apply(student, recipe, PassContext(data=NoData()))
     # no layers to keep: layer drop at 1.0 is a no-op, whatever the model
     assert LayerDrop().apply(student, Recipe(), PassContext(data=NoData())) is student
 

@@ -20,11 +20,11 @@ import pandas as pd
 import pytest
 import torch
 
-from autocompress.config import PreprocessingConfig
 from autocompress.errors import UserError
 from autocompress.models import MLPClassifier
 from autocompress.passes.precision import apply_precision
 from autocompress.recipe import Recipe
+from autocompress.tasks.credit_config import PreprocessingConfig
 from autocompress.tasks.preprocessing import (
     FORMAT,
     MEAN_RULE,

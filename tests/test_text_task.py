@@ -13,8 +13,9 @@ import pytest
 from optuna.trial import TrialState
 
 from autocompress import UserError, load_study_config, run_study, verify
-from autocompress.config import CostControlConfig, TextDataConfig
+from autocompress.config import CostControlConfig
 from autocompress.search import VALID_CURVE, EpochMonitor, LimitFloor
+from autocompress.tasks.text_config import TextDataConfig
 from autocompress.tasks.text_data import load_text_splits
 from tests.conftest import write_study
 from tests.text_fixtures import make_sentences, tiny_text_study

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from autocompress import UserError, load_study_config, run_study
 from autocompress.cli import app
-from autocompress.config import DataConfig, TargetConfig, TeacherConfig
+from autocompress.config import TargetConfig
 from autocompress.errors import Unsupported
 from autocompress.models import MLPClassifier
 from autocompress.passes.bnb import import_bitsandbytes, quantize_linear_layers, quantized_bytes
@@ -38,6 +38,7 @@ from autocompress.targets.torch_cuda import (
     write_model_files,
 )
 from autocompress.tasks.credit import CreditTask
+from autocompress.tasks.credit_config import DataConfig, TeacherConfig
 from autocompress.tasks.metrics import classification_metrics
 from tests.conftest import TINY_SPACE, tiny_study_dict, write_study
 from tests.test_config_errors import Scenario, assert_nothing_left, assert_one_clear_message

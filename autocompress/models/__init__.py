@@ -1,9 +1,9 @@
 """Model families autocompress can rebuild from a shape spec (no pickle, ever).
 
 Each family says what it can do by implementing the small protocols in
-`capabilities` as methods (`Prunable`, `Layered`, `HiddenStates`; `Specified` for
-every student): passes ask the model, never the task. `MLPClassifier` (credit) is
-prunable; `bert.TextClassifier` (text) is all four. `bert` is imported on use
+`capabilities` as methods (`Prunable`, `PrunableFFN`, `Layered`, `HiddenStates`;
+`Specified` for every student): passes ask the model, never the task. `MLPClassifier`
+is `Prunable`; `bert.TextClassifier` is all of them. `bert` is imported on use
 (it pulls in transformers).
 """
 
@@ -11,9 +11,18 @@ from autocompress.models.capabilities import (
     HiddenStates,
     Layered,
     Prunable,
+    PrunableFFN,
     Specified,
     require,
 )
 from autocompress.models.mlp import MLPClassifier
 
-__all__ = ["HiddenStates", "Layered", "MLPClassifier", "Prunable", "Specified", "require"]
+__all__ = [
+    "HiddenStates",
+    "Layered",
+    "MLPClassifier",
+    "Prunable",
+    "PrunableFFN",
+    "Specified",
+    "require",
+]

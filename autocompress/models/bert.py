@@ -110,8 +110,12 @@ class TextClassifier(nn.Module):
         """Prunable: the classifier head stays whole."""
         return [self.hf.classifier]
 
-    def pruning_options(self, ratio: float, ffn_ratio: float | None = None) -> dict[str, Any]:
+    def pruning_options(self, ratio: float) -> dict[str, Any]:
         """Prunable: heads, FFN and hidden size pruned uniformly (`pruning_options`)."""
+        return pruning_options(self, ratio)
+
+    def ffn_pruning_options(self, ratio: float, ffn_ratio: float) -> dict[str, Any]:
+        """PrunableFFN: the FFN by `ffn_ratio`, heads and hidden size by `ratio`."""
         return pruning_options(self, ratio, ffn_ratio)
 
     def after_pruning(self, pruner: object) -> None:

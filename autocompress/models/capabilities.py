@@ -7,7 +7,11 @@ what passes need from the data is `autocompress.passes.base.TrainingData`.
 
 `isinstance` against a runtime protocol reads every member, so `Specified` (whose
 `spec` is computed, and may raise `Unsupported`) is for type hints and tests; passes
-check the other three, whose members are all methods.
+check the others, whose members are all methods.
+
+A task kind's settings list the protocols its students implement (`offers`, by these
+class names; `tests/test_capabilities.py` holds the two true), so that a study file
+naming a field whose pass needs one its students lack is refused when it is read.
 """
 
 from __future__ import annotations
@@ -44,14 +48,25 @@ class Prunable(Protocol):
         """Layers pruning must leave whole (the classifier head); quantization too."""
         ...
 
-    def pruning_options(self, ratio: float, ffn_ratio: float | None = None) -> dict[str, Any]:
+    def pruning_options(self, ratio: float) -> dict[str, Any]:
         """Extra `MetaPruner` keyword arguments (heads, per-layer ratios, more ignored
-        layers); `ffn_ratio` is a transformer's FFN ratio when it differs from `ratio`."""
+        layers) to remove `ratio` of every prunable width."""
         ...
 
     def after_pruning(self, pruner: object) -> None:
         """Bring shape bookkeeping torch-pruning does not touch in line with the pruned
         weights (head counts, configs), or refuse with `Unsupported`."""
+        ...
+
+
+@runtime_checkable
+class PrunableFFN(Protocol):
+    """A transformer whose feed-forward channels can be pruned by a ratio of their own,
+    apart from its attention heads and hidden size (a `Prunable` model too)."""
+
+    def ffn_pruning_options(self, ratio: float, ffn_ratio: float) -> dict[str, Any]:
+        """`pruning_options` with `ffn_ratio` of the FFN channels removed, and `ratio` of
+        the heads and hidden size."""
         ...
 
 

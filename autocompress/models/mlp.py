@@ -53,12 +53,13 @@ class MLPClassifier(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     # -- capabilities (`autocompress.models.capabilities`): Prunable only ---------------
-    # No layers to drop and no hidden states to distil: passes asking for those refuse.
+    # No layers to drop, no hidden states to distil, no FFN to prune apart: passes asking
+    # for those refuse.
     def protected_layers(self) -> list[nn.Module]:
         """The head stays whole: its outputs are the classes."""
         return [self.head]
 
-    def pruning_options(self, ratio: float, ffn_ratio: float | None = None) -> dict:
+    def pruning_options(self, ratio: float) -> dict:
         """No extra `MetaPruner` options: every hidden Linear by the same ratio."""
         return {}
 

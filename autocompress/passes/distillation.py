@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from autocompress.passes.base import PassContext, TorchPass
-from autocompress.recipe import FieldSpec
+from autocompress.recipe import FieldSpec, Need
 
 if TYPE_CHECKING:
     from torch import nn
@@ -36,7 +36,7 @@ class Distillation(TorchPass):
             0.0,
             10.0,
             active=_fine_tunes,
-            tasks=("text",),
+            needs=(Need("HiddenStates", "a model with hidden states to distil"),),
             note="weight of the MSE between student and teacher hidden states, added to the "
             "KD loss",
             default=0.0,
@@ -46,7 +46,7 @@ class Distillation(TorchPass):
             0.0,
             0.8,
             active=_fine_tunes,
-            tasks=("text",),
+            needs=(Need("WordAugmentation", "rows of words that augmentation can alter"),),
             note="chance that each whole word of an augmented row is replaced by an embedding "
             "neighbour; the teacher scores those rows (0 = no augmentation)",
             default=0.0,

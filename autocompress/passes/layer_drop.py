@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from autocompress.passes.base import PassContext, TorchPass
-from autocompress.recipe import FieldSpec
+from autocompress.recipe import FieldSpec, Need
 
 if TYPE_CHECKING:
     from torch import nn
@@ -28,7 +28,7 @@ class LayerDrop(TorchPass):
             float,
             0.1,
             1.0,
-            tasks=("text",),
+            needs=(Need("Layered", "a model with layers to drop"),),
             note="share of encoder layers kept, evenly spaced",
             default=1.0,
         ),

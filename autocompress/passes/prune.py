@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from autocompress.passes.base import PassContext, TorchPass
-from autocompress.recipe import FieldSpec, Recipe
+from autocompress.recipe import FieldSpec, Need, Recipe
 
 if TYPE_CHECKING:
     import torch_pruning as tp
@@ -38,20 +38,30 @@ class StructuredPruning(TorchPass):
     """Prune `recipe.pruning_ratio` of every prunable layer's channels, head protected.
 
     Model-specific MetaPruner options, the protected head and post-pruning fix-ups
-    come from the model (`Prunable`), so this pass has no model `if`s; a model that
-    is not `Prunable` is refused with `Unsupported`.
+    come from the model (`Prunable`; `PrunableFFN` for an FFN ratio of its own), so this
+    pass has no model `if`s; a model without them is refused with `Unsupported`.
     """
 
     name = "structured_pruning"
     fields = {
         "pruning_ratio": FieldSpec(
-            float, 0.0, 0.95, note="fraction of channels removed", default=0.0
+            float,
+            0.0,
+            0.95,
+            needs=(Need("Prunable", "a model whose channels structured pruning can cut"),),
+            note="fraction of channels removed",
+            default=0.0,
         ),
         "ffn_pruning_ratio": FieldSpec(
             float,
             0.0,
             0.95,
-            tasks=("text",),
+            needs=(
+                Need(
+                    "PrunableFFN",
+                    "a transformer whose FFN is pruned apart from heads and hidden size",
+                ),
+            ),
             note="fraction of FFN channels removed; pruning_ratio then prunes heads and hidden "
             "size only (unset: pruning_ratio prunes all three)",
             default=None,
@@ -84,15 +94,19 @@ class StructuredPruning(TorchPass):
         import torch
         import torch_pruning as tp
 
-        from autocompress.models.capabilities import Prunable, require
+        from autocompress.models.capabilities import Prunable, PrunableFFN, require
 
         prunable = require(model, Prunable, "cannot be pruned structurally")
-        torch.manual_seed(ctx.seed)
-        model.eval()
         # The model knows its architecture: attention heads, which widths must stay
         # uniform, what else to leave whole. Its options override the defaults here;
         # its ignored layers add to the protected ones, never replace them.
-        options = dict(prunable.pruning_options(recipe.pruning_ratio, recipe.ffn_pruning_ratio))
+        if recipe.ffn_pruning_ratio is None:
+            options = dict(prunable.pruning_options(recipe.pruning_ratio))
+        else:
+            ffn = require(model, PrunableFFN, "have no FFN to prune apart from the other widths")
+            options = dict(ffn.ffn_pruning_options(recipe.pruning_ratio, recipe.ffn_pruning_ratio))
+        torch.manual_seed(ctx.seed)
+        model.eval()
         ignored = [*prunable.protected_layers(), *options.pop("ignored_layers", [])]
         kwargs = {
             "importance": IMPORTANCES[recipe.pruning_importance](tp),

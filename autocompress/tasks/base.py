@@ -81,6 +81,9 @@ class Task(ABC):
         return self
 
     cache_prefix: str = "task"
+    # The model family of the teacher and its students: it implements the protocols of
+    # `autocompress.models.capabilities` that the task's settings `offers`.
+    model_class: type[nn.Module] = nn.Module
     # What structured pruning removes from this task's models, for pass chains in notes.
     pruned_units: str | None = None
 

@@ -31,16 +31,16 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 from torch.nn import functional as F
 
-from autocompress.config import (
-    DataConfig,
-    DecisionConfig,
-    PreprocessingConfig,
-    StudyConfig,
-    TeacherConfig,
-)
+from autocompress.config import StudyConfig
 from autocompress.errors import Unsupported, UserError
 from autocompress.models import MLPClassifier
 from autocompress.tasks.base import Task
+from autocompress.tasks.credit_config import (
+    DataConfig,
+    DecisionConfig,
+    PreprocessingConfig,
+    TeacherConfig,
+)
 from autocompress.tasks.data_files import file_sha256, resolve_data_file
 from autocompress.tasks.graph_keys import CLASSES_KEY, DECISION_RULE_KEY, THRESHOLD_KEY
 from autocompress.tasks.metrics import Predictions, choose_threshold, credit_metrics
@@ -158,12 +158,13 @@ class CreditTask(Task):
 
     cache_prefix = "credit"
     pruned_units = "hidden units of every hidden layer"
+    model_class = MLPClassifier
 
     def _save_teacher(self, teacher: nn.Module, folder: Path) -> None:
         teacher.save_pretrained(folder)
 
     def _load_teacher(self, folder: Path) -> nn.Module:
-        return MLPClassifier.from_pretrained(folder)
+        return self.model_class.from_pretrained(folder)
 
     def _train_teacher(self) -> MLPClassifier:
         settings = self.teacher_config

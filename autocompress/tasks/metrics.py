@@ -25,8 +25,8 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from autocompress.config import DecisionConfig
 from autocompress.errors import UserError
+from autocompress.tasks.credit_config import DecisionConfig
 
 ECE_BINS = 10
 

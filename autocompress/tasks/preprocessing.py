@@ -42,8 +42,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from autocompress.config import ColumnPreprocessing, PreprocessingConfig
 from autocompress.errors import UserError
+from autocompress.tasks.credit_config import ColumnPreprocessing, PreprocessingConfig
 
 FORMAT = "autocompress.tabular-preprocessing/3"
 FORMAT_V2 = "autocompress.tabular-preprocessing/2"

@@ -19,13 +19,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from autocompress.config import StudyConfig, TextTaskConfig
+from autocompress.config import StudyConfig
 from autocompress.errors import UserError
 from autocompress.models.bert import TextClassifier, trimmed_attention_mask
 from autocompress.tasks.base import Task
 from autocompress.tasks.data_files import file_sha256, resolve_model_folder
 from autocompress.tasks.metrics import classification_metrics
 from autocompress.tasks.text_augment import WordNeighbours
+from autocompress.tasks.text_config import TextTaskConfig
 from autocompress.tasks.text_data import load_text_splits
 from autocompress.training import FitSettings, fit
 
@@ -107,6 +108,7 @@ class TextTask(Task):
 
     cache_prefix = "text"
     pruned_units = "attention heads, hidden size and FFN channels"
+    model_class = TextClassifier
 
     def _train_teacher(self) -> nn.Module:
         teacher = self._fine_tune_teacher()
@@ -119,7 +121,7 @@ class TextTask(Task):
 
     def _load_teacher(self, folder: Path) -> nn.Module:
         self._teacher_logits = torch.from_numpy(np.load(folder / LOGITS_FILE))
-        return TextClassifier.from_pretrained(folder)
+        return self.model_class.from_pretrained(folder)
 
     def _fine_tune_teacher(self) -> TextClassifier:
         from transformers import AutoModelForSequenceClassification

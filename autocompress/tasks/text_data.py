@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from autocompress.config import TextDataConfig
 from autocompress.errors import UserError
 from autocompress.tasks.data_files import resolve_data_file
+from autocompress.tasks.text_config import TextDataConfig
 
 Where = Callable[[str], str]
 
