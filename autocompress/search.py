@@ -40,6 +40,7 @@ from autocompress.dashboard import (
     SPLIT_NAMES,
     attach_report_artifacts,
     completed_trial_note,
+    on_front_when_complete,
     save_trial_note,
     set_constraints,
 )
@@ -57,8 +58,8 @@ from autocompress.pipeline import Evaluation, evaluate_recipe
 from autocompress.policies import LATENCY, parse_policy
 from autocompress.recipe import RECIPE_FIELDS, Recipe
 from autocompress.store import Store
-from autocompress.store.resilience import describe, is_disk_full
-from autocompress.store.trials import count_trials
+from autocompress.store.resilience import describe, is_disk_full, retry_transient
+from autocompress.store.trials import count_trials, trial_by_number
 from autocompress.targets import Target
 from autocompress.tasks import Task
 from autocompress.trained_students import TrainedStudents, other_precisions
@@ -220,10 +221,14 @@ def check_metrics_defined(
         )
 
 
-def pruned(trial: Trial, reason: str) -> optuna.TrialPruned:
-    """The pruned outcome of `trial`, with its reason kept for the table and dashboard."""
+def pruned(
+    trial: Trial, reason: str, artifact_store: FileSystemArtifactStore
+) -> optuna.TrialPruned:
+    """The pruned outcome of `trial`, with its reason kept for the table and in its
+    `note.md` (never on the front, so not in the dashboard's note panel)."""
     trial.set_user_attr("pruned_reason", reason)
-    save_trial_note(trial, f"### Trial {trial.number}: pruned\n\n{reason}\n")
+    note = f"### Trial {trial.number}: pruned\n\n{reason}\n"
+    save_trial_note(trial, artifact_store, note, on_dashboard=False)
     return optuna.TrialPruned(reason)
 
 
@@ -247,6 +252,7 @@ class Objective:
         self.artifact_store = artifact_store
         self.teacher_parameters = sum(p.numel() for p in teacher.parameters())
         self.running: Trial | None = None
+        self._store: Store | None = None  # our tables, for the front (`_front_members`)
         self.estimator = (
             LatencyEstimator(target, loaded.config.artifacts_path / "latency_estimates")
             if loaded.config.cost_control.measures_before_training
@@ -320,6 +326,7 @@ class Objective:
                 trial,
                 f"same params as trial {twin.number} ({twin.state.name}): the sampler "
                 "proposed them again; not run twice",
+                self.artifact_store,
             )
         estimate = None
         if self.estimator is not None and trial.user_attrs.get("role") != TEACHER_ROLE:
@@ -341,7 +348,7 @@ class Objective:
                     trained=self.trained,
                 )
             except (Unsupported, optuna.TrialPruned) as reason:
-                raise pruned(trial, str(reason)) from None
+                raise pruned(trial, str(reason), self.artifact_store) from None
             artifacts = {
                 name: upload_artifact(
                     artifact_store=self.artifact_store,
@@ -369,9 +376,10 @@ class Objective:
             trial.set_user_attr(name, value)
         set_constraints(trial, judgement.constraints)
         self._queue_other_precisions(trial, recipe, evaluation, judgement)
-        self._describe_for_dashboard(trial, recipe, evaluation, judgement)
         observed = {**judgement.metrics, **measurement}
-        return [float(observed[metric]) for metric in config.objectives.metrics]
+        values = [float(observed[metric]) for metric in config.objectives.metrics]
+        self._describe_for_dashboard(trial, recipe, evaluation, judgement, values)
+        return values
 
     def _queue_other_precisions(
         self, trial: Trial, recipe: Recipe, evaluation: Evaluation, judgement: Judgement
@@ -420,7 +428,7 @@ class Objective:
         try:
             estimate = self.estimator.estimate(task, teacher, recipe)
         except Unsupported as reason:
-            raise pruned(trial, str(reason)) from None
+            raise pruned(trial, str(reason), self.artifact_store) from None
         trial.set_user_attr(ESTIMATE_ATTR, estimate.to_dict())
         if not self.loaded.config.cost_control.skip_slower_than_fastest:
             return estimate
@@ -450,6 +458,7 @@ class Objective:
             "the fastest model within the limits, timed side by side before training "
             f"({timed['candidate']:.3f} ms against {timed['rival']:.3f} ms for its shape); "
             "policy fastest cannot select it (cost_control.skip_slower_than_fastest)",
+            self.artifact_store,
         )
 
     def train_and_judge(
@@ -488,8 +497,10 @@ class Objective:
         recipe: Recipe,
         evaluation: Evaluation,
         judgement: Judgement,
+        values: list[float],
     ) -> None:
-        """Recipe and metrics as artifacts beside the model, and a markdown note."""
+        """Recipe and metrics as artifacts beside the model, and a markdown note (in
+        the dashboard's note panel too for the teacher and a trial joining the front)."""
         measurement = evaluation.measurement.to_dict()
         drops, constraints = judgement.changes, judgement.constraints
         attach_report_artifacts(
@@ -540,6 +551,7 @@ class Objective:
             passes.append(f"training: {AutocastChoice(**autocast).describe}")
         save_trial_note(
             trial,
+            self.artifact_store,
             completed_trial_note(
                 trial.number,
                 recipe.describe,
@@ -553,7 +565,26 @@ class Objective:
                 search_split=judgement.search_split,
                 constraint_mode=judgement.constraint_mode,
             ),
+            on_dashboard=trial.user_attrs.get("role") == TEACHER_ROLE
+            or on_front_when_complete(trial, values, self._front_members(trial.study)),
         )
+
+    def _front_members(self, study: optuna.Study) -> list[FrozenTrial]:
+        """The members of the study's latest front snapshot, each read by its number:
+        O(front), whatever the number of trials. The store is opened on first use and
+        kept for the worker's later trials; both are retried while the database blinks,
+        as Optuna's storage is."""
+        workers = self.loaded.config.workers
+
+        def latest() -> Any:  # the snapshot, or None before the first
+            if self._store is None:
+                self._store = Store(self.loaded.config.storage_url, retry_s=workers.db_retry_s)
+            return self._store.latest_front(study.study_name)
+
+        snapshot = retry_transient(latest, "latest_front", workers.db_retry_s)
+        members = [] if snapshot is None else snapshot.members
+        read = (trial_by_number(study, member["trial_number"]) for member in members)
+        return [trial for trial in read if trial is not None]
 
 
 @dataclass(frozen=True)

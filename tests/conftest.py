@@ -65,6 +65,16 @@ def tiny_study_dict(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
     return study
 
 
+def note_md(artifacts_dir: Path, trial: Any) -> str:
+    """A trial's note as kept in its `note.md` artifact (every trial has one), read from
+    the study's artifact store under `artifacts_dir` (the study's `artifacts_dir`)."""
+    from optuna.artifacts import FileSystemArtifactStore
+
+    from autocompress.dashboard import trial_note
+
+    return trial_note(trial, FileSystemArtifactStore(str(artifacts_dir / "trials")))
+
+
 def write_study(tmp_path: Path, study: dict[str, Any], name: str = "study.yaml") -> Path:
     path = tmp_path / name
     path.write_text(yaml.safe_dump(study, sort_keys=False))

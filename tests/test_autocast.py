@@ -16,7 +16,6 @@ import optuna
 import pytest
 import torch
 from optuna.trial import TrialState
-from optuna_dashboard._note import get_note_from_system_attrs
 from torch import nn
 from torch.nn import functional as F
 
@@ -43,7 +42,7 @@ from autocompress.tasks.text_config import (
     TextTaskConfig,
 )
 from autocompress.training import FitSettings, fit
-from tests.conftest import TINY_SPACE, tiny_study_dict, write_study
+from tests.conftest import TINY_SPACE, note_md, tiny_study_dict, write_study
 
 
 # -- the rule --------------------------------------------------------------------------
@@ -342,9 +341,8 @@ def trained(result: StudyResult) -> list[optuna.trial.FrozenTrial]:
 
 
 def note(result: StudyResult, trial: optuna.trial.FrozenTrial) -> str:
-    """The trial's note as optuna-dashboard reads it (kept in the study's system attrs)."""
-    attrs = result.study._storage.get_study_system_attrs(result.study._study_id)
-    return get_note_from_system_attrs(attrs, trial._trial_id)["body"]
+    """The trial's note (its `note.md`: the dashboard's note panel has the front's only)."""
+    return note_md(result.loaded.config.artifacts_path, trial)
 
 
 def test_study_with_auto_uses_bf16_only_where_the_probe_says_it_pays(tmp_path: Path) -> None:

@@ -27,7 +27,8 @@ from autocompress import run_study
 from autocompress.api import TEACHER_ATTR, StudyResult
 from autocompress.changes import drops_and_constraints
 from autocompress.config import ConstraintsConfig
-from autocompress.dashboard import completed_trial_note, named_constraints
+from autocompress.dashboard import NOTE_FILE, completed_trial_note, named_constraints
+from autocompress.front import TEACHER_ROLE, front_of
 from tests.conftest import REPO, autocompress_cli, tiny_study_dict, write_study
 
 TEST_ARTIFACTS = REPO / "test-artifacts"
@@ -97,6 +98,26 @@ def study_detail(base: str, name: str) -> dict[str, Any]:
     return get_json(f"{base}/api/studies/{summary['study_id']}")
 
 
+def served_note_md(base: str, shown: dict[str, Any]) -> str:
+    """A served trial's `note.md`, downloaded as the dashboard's artifact panel does."""
+    (meta,) = [a for a in shown["artifacts"] if a["filename"] == NOTE_FILE]
+    url = f"{base}/artifacts/{shown['study_id']}/{shown['trial_id']}/{meta['artifact_id']}"
+    with urllib.request.urlopen(url) as response:
+        return response.read().decode()
+
+
+def noted_on_the_dashboard(study: Any) -> set[int]:
+    """The trials whose note the dashboard's note panel should hold: the teacher, and
+    every trial that was on the front when it completed (one worker: in number order)."""
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    noted = {t.number for t in complete if t.user_attrs.get("role") == TEACHER_ROLE}
+    for trial in complete:
+        so_far = [t for t in complete if t.number <= trial.number]
+        if trial.number in {m.trial_number for m in front_of(so_far, study)}:
+            noted.add(trial.number)
+    return noted
+
+
 def test_dashboard_serves_objectives_feasibility_notes_and_artifacts(
     study: tuple[StudyResult, Path], server: str
 ) -> None:
@@ -107,16 +128,20 @@ def test_dashboard_serves_objectives_feasibility_notes_and_artifacts(
     complete = [t for t in result.study.trials if t.state == TrialState.COMPLETE]
     assert complete and set(served) == {t.number for t in result.study.trials}
     feasibility = set()
+    noted = noted_on_the_dashboard(result.study)
+    assert {m.trial_number for m in result.front} <= noted
     for trial in complete:
         shown = served[trial.number]
         # The dashboard's feasibility is exactly Optuna's (and ours).
         assert shown["constraints"] == pytest.approx(list(trial.constraints.values()))
         assert shown["constraints"] == pytest.approx(list(named_constraints(trial).values()))
         feasibility.add(all(v <= 0 for v in shown["constraints"]))
-        assert "Pass chain" in shown["note"]["body"]
-        assert trial.user_attrs["recipe_summary"] in shown["note"]["body"]
         names = {a["filename"] for a in shown["artifacts"]}
-        assert {"model.onnx", "recipe.yaml", "metrics.json"} <= names
+        assert {"model.onnx", "recipe.yaml", "metrics.json", NOTE_FILE} <= names
+        # Every trial's note is its note.md; the note panel holds the front's only.
+        body = served_note_md(server, shown)
+        assert "Pass chain" in body and trial.user_attrs["recipe_summary"] in body
+        assert shown["note"]["body"] == (body if trial.number in noted else "")
     assert True in feasibility, "the teacher (no accuracy drop) is always feasible"
     # The study's own note: the reference models a bank would use instead.
     study_note = detail["note"]["body"]
@@ -149,7 +174,7 @@ def test_served_notes_label_constraints_and_pass_chain_honestly(
     served = {t["number"]: t for t in study_detail(server, "dash")["trials"]}
     complete = [t for t in result.study.trials if t.state == TrialState.COMPLETE]
     for trial in complete:
-        body = served[trial.number]["note"]["body"]
+        body = served_note_md(server, served[trial.number])
         assert "accuracy drop − limit" in body and "feasible when ≤ 0" in body
         assert "accuracy_drop" not in body
         if all(v <= 0 for v in trial.constraints.values()):

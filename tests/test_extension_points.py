@@ -14,11 +14,10 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from optuna_dashboard._note import get_note_from_system_attrs
 
 from autocompress.passes import ONNX_PASSES, TORCH_PASSES, TorchPass
 from autocompress.recipe import RECIPE_FIELDS, STORED_FIELDS, FieldSpec, Recipe
-from tests.conftest import tiny_study_dict, write_study
+from tests.conftest import note_md, tiny_study_dict, write_study
 from tests.test_new_policy import run  # the launcher in a real process
 
 # New file 1: a torch pass. Light at import (torch inside `apply`), as every pass is:
@@ -158,7 +157,6 @@ def test_a_new_pass_or_target_is_one_file_and_one_line(tmp_path: Path) -> None:
     assert any(line.startswith("strip_docstrings ") for line in applied), applied
 
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'study.db'}")
-    notes = study._storage.get_study_system_attrs(study._study_id)
     students = [
         t
         for t in study.get_trials(states=[optuna.trial.TrialState.COMPLETE])
@@ -171,7 +169,7 @@ def test_a_new_pass_or_target_is_one_file_and_one_line(tmp_path: Path) -> None:
         assert trial.user_attrs["recipe"]["strip_docstrings"] is True
         fragment = f"noise {noise:.2g}"
         assert trial.user_attrs["recipe_summary"].endswith(f"{fragment}, fp32, docstrings stripped")
-        body = get_note_from_system_attrs(notes, trial._trial_id)["body"]
+        body = note_md(tmp_path / "artifacts", trial)
         assert fragment in body and "weight noise: " + fragment in body, body
         assert "strip docstrings: docstrings stripped" in body, body
         assert trial.user_attrs["measurement"]["threads"] == 2

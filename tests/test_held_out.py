@@ -26,7 +26,7 @@ from tests.conftest import tiny_study_dict, write_study
 
 # Attributes that legitimately differ between two runs of the same search: the test
 # split's scores, latencies, and artifact ids.
-NOT_COMPARED = {"held_out", "measurement", "artifacts", "report_artifacts"}
+NOT_COMPARED = {"held_out", "measurement", "artifacts", "report_artifacts", "note_artifact"}
 
 
 def _study_file(folder: Path, **overrides) -> Path:

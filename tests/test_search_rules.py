@@ -27,7 +27,7 @@ from autocompress.recipe import Recipe
 from autocompress.search import VALID_CURVE, EpochMonitor
 from autocompress.targets import build_target
 from autocompress.tasks import build_task
-from tests.conftest import TINY_SPACE, tiny_study_dict, write_study
+from tests.conftest import TINY_SPACE, note_md, tiny_study_dict, write_study
 
 # A teacher wide enough that its matrix products, not the graph's fixed costs, set the
 # latency: an 80%-pruned student is then clearly faster than the teacher's shape.
@@ -59,7 +59,8 @@ def test_a_candidate_slower_than_the_fastest_feasible_student_is_not_trained(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    study = run_study(_skipping_study(tmp_path), progress=False).study
+    result = run_study(_skipping_study(tmp_path), progress=False)
+    study = result.study
     teacher, fast, slow = study.trials
     assert fast.state == TrialState.COMPLETE
     estimate = fast.user_attrs[ESTIMATE_ATTR]
@@ -84,11 +85,14 @@ def test_a_candidate_slower_than_the_fastest_feasible_student_is_not_trained(
     summary = estimate_accuracy(study.trials)
     assert summary is not None and summary["skipped"] == 1 and summary["compared"] == 1
     assert "1 training(s) skipped" in cost_control_lines(study.trials)[0]
-    # What a person sees on the dashboard: the estimate beside the trained latency, and
-    # the skipped trial's reason.
+    # What a person sees in the trials' notes: the estimate beside the trained latency,
+    # and the skipped trial's reason (in its note.md: never on the front, so not in the
+    # dashboard's note panel).
+    artifacts = result.loaded.config.artifacts_path
+    assert "latency before training" in note_md(artifacts, fast)
+    assert "not trained:" in note_md(artifacts, slow)
     notes = study._storage.get_study_system_attrs(study._study_id)
-    assert "latency before training" in get_note_from_system_attrs(notes, fast._trial_id)["body"]
-    assert "not trained:" in get_note_from_system_attrs(notes, slow._trial_id)["body"]
+    assert get_note_from_system_attrs(notes, slow._trial_id)["body"] == ""
 
 
 def test_a_stale_cached_estimate_is_overturned_side_by_side(
@@ -302,6 +306,8 @@ def test_a_trained_latency_far_from_its_estimate_is_timed_again_then_marked_nois
     assert trial.values[-1] == pytest.approx(measurement["latency_p50_ms"])
     member = next(m for m in result.front if m.trial_number == 1)
     assert member.noisy and "untrained shape" in member.noise_note()
-    notes = result.study._storage.get_study_system_attrs(result.study._study_id)
-    body = get_note_from_system_attrs(notes, trial._trial_id)["body"]
+    body = note_md(result.loaded.config.artifacts_path, trial)
     assert "**noisy latency**: p50 stayed far from" in body
+    # On the front: the dashboard's note panel shows the same note.
+    notes = result.study._storage.get_study_system_attrs(result.study._study_id)
+    assert get_note_from_system_attrs(notes, trial._trial_id)["body"] == body
