@@ -57,8 +57,9 @@ from autocompress.pipeline import Evaluation, evaluate_recipe
 from autocompress.policies import LATENCY, parse_policy
 from autocompress.recipe import RECIPE_FIELDS, Recipe
 from autocompress.store import Store
+from autocompress.store.repository import FrontHead
 from autocompress.store.resilience import describe, is_disk_full
-from autocompress.store.trials import count_trials
+from autocompress.store.trials import complete_count_and_sum, count_trials, trials_by_numbers
 from autocompress.targets import Target
 from autocompress.tasks import Task
 from autocompress.trained_students import TrainedStudents, other_precisions
@@ -702,9 +703,10 @@ class FrontSnapshots:
             return
         # A retried teacher (its first try went stale) completes under a new number.
         teacher = trial.user_attrs.get("role") == TEACHER_ROLE
-        if teacher and study.user_attrs.get(TEACHER_TRIAL_ATTR) != trial.number:
+        retried = teacher and study.user_attrs.get(TEACHER_TRIAL_ATTR) != trial.number
+        if retried:
             study.set_user_attr(TEACHER_TRIAL_ATTR, trial.number)
-        record_front(self.store, study, trial.number)
+        record_front(self.store, study, trial.number, from_every_trial=retried)
 
 
 def fastest_feasible(study: optuna.Study) -> tuple[FrozenTrial, float] | None:
@@ -718,12 +720,54 @@ def fastest_feasible(study: optuna.Study) -> tuple[FrozenTrial, float] | None:
     return min(latencies, key=lambda item: item[1], default=None)
 
 
-def record_front(store: Store, study: optuna.Study, after_trial_number: int) -> None:
+def record_front(
+    store: Store, study: optuna.Study, after_trial_number: int, from_every_trial: bool = False
+) -> None:
     """Store the front after `after_trial_number`, with the number of complete trials it
-    was computed from (one read: the count always describes the front stored with it,
-    which is how a reader knows the snapshot is current)."""
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    front = front_of(complete, study)
+    was computed from and the sum of their numbers (the count always describes the front
+    stored with it, which is how a reader knows the snapshot is current).
+
+    Built on the study's latest snapshot, reading the trials on its front and the one
+    new trial by number: O(front), not O(trials). Complete trials never change, so when
+    one more trial is complete than the snapshot counted, the front is the front of its
+    members and that trial; the sums of the numbers name the trial, which is not always
+    `after_trial_number` (another worker's snapshot may already hold this trial, and
+    miss one completed since). The front is computed from every complete trial when
+    there is no such snapshot: the study's first, one converted from before v4 (no
+    sum), one that missed two or more completions (workers finishing together), or
+    when `from_every_trial` (a retried teacher).
+    """
+    head = None if from_every_trial else store.front_head(study.study_name)
+    # Counted after the snapshot was read: every trial it counted is complete, and counted.
+    n_complete, number_sum = complete_count_and_sum(study)
+    candidates = _on_front_or_new(study, head, n_complete, number_sum)
+    if candidates is None:
+        candidates = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        n_complete, number_sum = len(candidates), sum(t.number for t in candidates)
     store.record_front(
-        study.study_name, after_trial_number, len(complete), [m.to_dict() for m in front]
+        study.study_name,
+        after_trial_number,
+        n_complete,
+        [m.to_dict() for m in front_of(candidates, study)],
+        complete_number_sum=number_sum,
     )
+
+
+def _on_front_or_new(
+    study: optuna.Study, head: FrontHead | None, n_complete: int, number_sum: int
+) -> list[FrozenTrial] | None:
+    """The members of the snapshot `head` and the trial completed since, if any, read by
+    number: their front is the front of the `n_complete` complete trials whose numbers
+    sum to `number_sum`. None when the snapshot cannot tell (see `record_front`)."""
+    if head is None or head.snapshot.complete_number_sum is None:
+        return None
+    previous = head.snapshot
+    numbers = set(head.member_numbers)
+    if n_complete == previous.n_complete_trials + 1:
+        numbers.add(number_sum - previous.complete_number_sum)
+    elif n_complete != previous.n_complete_trials:
+        return None
+    trials = trials_by_numbers(study, numbers)
+    if len(trials) != len(numbers) or any(t.state != TrialState.COMPLETE for t in trials):
+        return None  # not what the snapshot said: computed from every trial instead
+    return trials
