@@ -374,6 +374,7 @@ class Grown:
         self.store = Store(self.url)
         self.spy, self.built = spy, built
         self.incremental = 0
+        self.known: dict[int, FrozenTrial] | None = None  # {}: as FrontSnapshots keeps it
 
     def complete(
         self, accuracy: float, latency: float, feasible: bool = True, state: Any = None
@@ -404,11 +405,13 @@ class Grown:
         head = self.store.front_head("grown")
         self.spy.reset()
         self.built.count = 0
-        record_front(self.store, self.study, number)
+        record_front(self.store, self.study, number, known=self.known)
         bulk, rows, built = list(self.spy.bulk), self.spy.rows, self.built.count
         if bulk == []:
             assert head is not None and rows == 0
             assert built <= len(head.member_numbers) + 1
+            if self.known is not None:  # one worker: only its new trial is read
+                assert built <= 1
             self.incremental += 1
         latest = self.store.latest_front("grown")
         complete = self.study.get_trials(states=(TrialState.COMPLETE,))
@@ -427,14 +430,18 @@ def grown(small: StudyResult, tmp_path: Path, spy: ReadSpy, monkeypatch: pytest.
     study.close()
 
 
+@pytest.mark.parametrize("remember", [False, True], ids=["reading the front", "remembering it"])
 @pytest.mark.parametrize("shape", ["few on the front", "all on the front"])
 def test_the_front_recorded_after_each_trial_is_the_front_of_every_complete_trial(
-    grown: Grown, shape: str
+    grown: Grown, shape: str, remember: bool
 ) -> None:
     """Trial after trial, one worker: every snapshot but the first is built on the one
     before (no bulk read), and equals the front of every complete trial. Pruned and
     failed trials, infeasible ones, and a trial that pushes a third of a large front
-    off it at once, along the way."""
+    off it at once, along the way. The worker reads the previous front's trials by
+    number, or keeps them from its last snapshot (`FrontSnapshots`) and reads only the
+    new trial."""
+    grown.known = {} if remember else None
     rng = random.Random(0)
     n = 90
     ended = [k for k in range(n) if k % 17 == 5]  # pruned or failed
