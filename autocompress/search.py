@@ -58,8 +58,13 @@ from autocompress.pipeline import Evaluation, evaluate_recipe
 from autocompress.policies import LATENCY, parse_policy
 from autocompress.recipe import RECIPE_FIELDS, Recipe
 from autocompress.store import Store
+from autocompress.store.repository import FrontHead
 from autocompress.store.resilience import describe, is_disk_full, retry_transient
-from autocompress.store.trials import count_trials, trial_by_number
+from autocompress.store.trials import (
+    complete_count_and_sum,
+    count_trials,
+    trials_by_numbers,
+)
 from autocompress.targets import Target
 from autocompress.tasks import Task
 from autocompress.trained_students import TrainedStudents, other_precisions
@@ -583,8 +588,7 @@ class Objective:
 
         snapshot = retry_transient(latest, "latest_front", workers.db_retry_s)
         members = [] if snapshot is None else snapshot.members
-        read = (trial_by_number(study, member["trial_number"]) for member in members)
-        return [trial for trial in read if trial is not None]
+        return trials_by_numbers(study, (member["trial_number"] for member in members))
 
 
 @dataclass(frozen=True)
@@ -727,15 +731,19 @@ class FrontSnapshots:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        # The trials on the study's front at this worker's last snapshot, by number:
+        # complete trials never change, so they are not read again for the next one.
+        self.known: dict[int, FrozenTrial] = {}
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         if trial.state != TrialState.COMPLETE:
             return
         # A retried teacher (its first try went stale) completes under a new number.
         teacher = trial.user_attrs.get("role") == TEACHER_ROLE
-        if teacher and study.user_attrs.get(TEACHER_TRIAL_ATTR) != trial.number:
+        retried = teacher and study.user_attrs.get(TEACHER_TRIAL_ATTR) != trial.number
+        if retried:
             study.set_user_attr(TEACHER_TRIAL_ATTR, trial.number)
-        record_front(self.store, study, trial.number)
+        record_front(self.store, study, trial.number, from_every_trial=retried, known=self.known)
 
 
 def fastest_feasible(study: optuna.Study) -> tuple[FrozenTrial, float] | None:
@@ -749,12 +757,73 @@ def fastest_feasible(study: optuna.Study) -> tuple[FrozenTrial, float] | None:
     return min(latencies, key=lambda item: item[1], default=None)
 
 
-def record_front(store: Store, study: optuna.Study, after_trial_number: int) -> None:
+def record_front(
+    store: Store,
+    study: optuna.Study,
+    after_trial_number: int,
+    from_every_trial: bool = False,
+    known: dict[int, FrozenTrial] | None = None,
+) -> None:
     """Store the front after `after_trial_number`, with the number of complete trials it
-    was computed from (one read: the count always describes the front stored with it,
-    which is how a reader knows the snapshot is current)."""
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    front = front_of(complete, study)
+    was computed from and the sum of their numbers (the count always describes the front
+    stored with it, which is how a reader knows the snapshot is current).
+
+    Built on the study's latest snapshot, reading the trials on its front and the one
+    new trial by number: O(front), not O(trials). Complete trials never change, so when
+    one more trial is complete than the snapshot counted, the front is the front of its
+    members and that trial; the sums of the numbers name the trial, which is not always
+    `after_trial_number` (another worker's snapshot may already hold this trial, and
+    miss one completed since). The front is computed from every complete trial when
+    there is no such snapshot: the study's first, one converted from before v4 (no
+    sum), one that missed two or more completions (workers finishing together), or
+    when `from_every_trial` (a retried teacher).
+
+    `known`, complete trials of this study by number kept from the previous call, are
+    not read again; it is left holding the trials on the new front.
+    """
+    head = None if from_every_trial else store.front_head(study.study_name)
+    # Counted after the snapshot was read: every trial it counted is complete, and counted.
+    n_complete, number_sum = complete_count_and_sum(study)
+    known = {} if known is None else known
+    candidates = _on_front_or_new(study, head, n_complete, number_sum, known)
+    if candidates is None:
+        candidates = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        n_complete, number_sum = len(candidates), sum(t.number for t in candidates)
+    front = front_of(candidates, study)
     store.record_front(
-        study.study_name, after_trial_number, len(complete), [m.to_dict() for m in front]
+        study.study_name,
+        after_trial_number,
+        n_complete,
+        [m.to_dict() for m in front],
+        complete_number_sum=number_sum,
     )
+    on_front = {m.trial_number for m in front}
+    kept = {t.number: t for t in candidates if t.number in on_front}
+    known.clear()
+    known.update(kept)
+
+
+def _on_front_or_new(
+    study: optuna.Study,
+    head: FrontHead | None,
+    n_complete: int,
+    number_sum: int,
+    known: dict[int, FrozenTrial],
+) -> list[FrozenTrial] | None:
+    """The members of the snapshot `head` and the trial completed since, if any, read by
+    number (unless `known`): their front is the front of the `n_complete` complete
+    trials whose numbers sum to `number_sum`. None when the snapshot cannot tell (see
+    `record_front`)."""
+    if head is None or head.snapshot.complete_number_sum is None:
+        return None
+    previous = head.snapshot
+    numbers = set(head.member_numbers)
+    if n_complete == previous.n_complete_trials + 1:
+        numbers.add(number_sum - previous.complete_number_sum)
+    elif n_complete != previous.n_complete_trials:
+        return None
+    read = trials_by_numbers(study, numbers - known.keys())
+    trials = sorted([*read, *(known[n] for n in numbers & known.keys())], key=lambda t: t.number)
+    if len(trials) != len(numbers) or any(t.state != TrialState.COMPLETE for t in trials):
+        return None  # not what the snapshot said: computed from every trial instead
+    return trials

@@ -36,7 +36,7 @@ def test_study_on_postgresql_front_export_and_tables(
     tables = set(inspect(create_engine(postgres_url)).get_table_names())
     assert {
         "autocompress_front_snapshots",
-        "autocompress_front_members",
+        "autocompress_front_memberships",
         "autocompress_exports",
         "trials",
     } <= tables

@@ -10,6 +10,7 @@ below only records calls and passes them through to Optuna's real storage.
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ from autocompress.front import (
     TEACHER_TRIAL_ATTR,
     FrontMember,
     compute_front,
+    front_of,
+    is_feasible,
     teacher_member,
 )
 from autocompress.policies import Candidates, parse_policy
@@ -335,3 +338,178 @@ def test_a_retried_teacher_is_recorded_when_it_completes(tmp_path: Path) -> None
     assert study.user_attrs[TEACHER_TRIAL_ATTR] == 1
     found = teacher_member(study)
     assert found is not None and found.trial_number == 1
+
+
+# Recording the front trial after trial: built on the previous snapshot ------------------
+
+
+class Built:
+    """Counts the trials Optuna's RDB storage builds, however they are read."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        real = RDBStorage._build_frozen_trial_from_trial_model
+
+        def build(storage: Any, model: Any) -> FrozenTrial:
+            self.count += 1
+            return real(storage, model)
+
+        monkeypatch.setattr(RDBStorage, "_build_frozen_trial_from_trial_model", build)
+
+
+class Grown:
+    """An empty study beside `small`'s, grown with SYNTHETIC-style trials that copy a real
+    feasible student's attributes; the front is recorded after each completed one, as
+    the workers' callbacks do, and checked against brute force."""
+
+    def __init__(self, small: StudyResult, tmp_path: Path, spy: ReadSpy, built: Built) -> None:
+        real = small.study.get_trials(states=(TrialState.COMPLETE,))
+        self.template = [t for t in real if t.constraints and is_feasible(t)][-1]
+        self.url = f"sqlite:///{tmp_path / 'grown.db'}"
+        self.study = optuna.create_study(
+            study_name="grown",
+            storage=optuna_storage(self.url),
+            directions=["maximize", "maximize", "minimize"],
+        )
+        self.store = Store(self.url)
+        self.spy, self.built = spy, built
+        self.incremental = 0
+        self.known: dict[int, FrozenTrial] | None = None  # {}: as FrontSnapshots keeps it
+
+    def complete(
+        self, accuracy: float, latency: float, feasible: bool = True, state: Any = None
+    ) -> int:
+        """A trial completed (or ended in `state`) in the storage, as another worker's
+        would be; returns its number."""
+        state = state or TrialState.COMPLETE
+        attrs = json.loads(json.dumps(self.template.user_attrs))
+        attrs["metrics"] = {**attrs["metrics"], "accuracy": accuracy, "f1": accuracy}
+        attrs["measurement"] = {**attrs["measurement"], "latency_p50_ms": latency}
+        complete = state == TrialState.COMPLETE
+        self.study.add_trial(
+            create_trial(
+                state=state,
+                values=[accuracy, accuracy, latency] if complete else None,
+                params=self.template.params,
+                distributions=self.template.distributions,
+                user_attrs=attrs,
+                system_attrs={"constraints": [0.0 if feasible else 0.1]},
+            )
+        )
+        return self.study.get_trials(deepcopy=False)[-1].number
+
+    def record(self, number: int) -> None:
+        """`record_front` after trial `number`; then the snapshot must be the front of
+        every complete trial. Built on a snapshot (any after the study's first), it
+        reads no trial in bulk, only the previous front and one trial by number."""
+        head = self.store.front_head("grown")
+        self.spy.reset()
+        self.built.count = 0
+        record_front(self.store, self.study, number, known=self.known)
+        bulk, rows, built = list(self.spy.bulk), self.spy.rows, self.built.count
+        if bulk == []:
+            assert head is not None and rows == 0
+            assert built <= len(head.member_numbers) + 1
+            if self.known is not None:  # one worker: only its new trial is read
+                assert built <= 1
+            self.incremental += 1
+        latest = self.store.latest_front("grown")
+        complete = self.study.get_trials(states=(TrialState.COMPLETE,))
+        assert latest is not None and latest.after_trial_number == number
+        assert latest.n_complete_trials == len(complete)
+        assert latest.members == as_rows(front_of(complete, self.study))
+
+    def close(self) -> None:
+        self.store.close()
+
+
+@pytest.fixture
+def grown(small: StudyResult, tmp_path: Path, spy: ReadSpy, monkeypatch: pytest.MonkeyPatch):
+    study = Grown(small, tmp_path, spy, Built(monkeypatch))
+    yield study
+    study.close()
+
+
+@pytest.mark.parametrize("remember", [False, True], ids=["reading the front", "remembering it"])
+@pytest.mark.parametrize("shape", ["few on the front", "all on the front"])
+def test_the_front_recorded_after_each_trial_is_the_front_of_every_complete_trial(
+    grown: Grown, shape: str, remember: bool
+) -> None:
+    """Trial after trial, one worker: every snapshot but the first is built on the one
+    before (no bulk read), and equals the front of every complete trial. Pruned and
+    failed trials, infeasible ones, and a trial that pushes a third of a large front
+    off it at once, along the way. The worker reads the previous front's trials by
+    number, or keeps them from its last snapshot (`FrontSnapshots`) and reads only the
+    new trial."""
+    grown.known = {} if remember else None
+    rng = random.Random(0)
+    n = 90
+    ended = [k for k in range(n) if k % 17 == 5]  # pruned or failed
+    for k in range(n):
+        if k in ended:
+            grown.complete(0.0, 0.0, state=(TrialState.PRUNED, TrialState.FAIL)[k % 2])
+            continue
+        feasible = k % 11 != 3
+        if shape == "few on the front":
+            accuracy, latency = rng.uniform(0.6, 0.8), rng.uniform(1.0, 10.0)
+        elif k == 2 * n // 3:  # better than all, faster than the slowest third: they leave
+            accuracy, latency = 0.6 + n * 1e-3, 1.0 + (n // 3) * 0.01
+        else:  # each more accurate and slower than the last: all on the front
+            accuracy, latency = 0.6 + (k + (n if k > 2 * n // 3 else 0)) * 1e-3, 1.0 + k * 0.01
+        grown.record(grown.complete(accuracy, latency, feasible))
+    assert grown.incremental == n - len(ended) - 1  # all but the first
+    front = grown.store.latest_front("grown")
+    assert front is not None
+    if shape == "all on the front":
+        assert len(front.members) > n // 2
+        rows = count_rows(grown.url, "autocompress_front_memberships")
+        assert rows < 2 * n  # one row per stay, not one per member per snapshot
+
+
+def count_rows(url: str, table: str) -> int:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return int(connection.scalar(text(f"SELECT count(*) FROM {table}")))
+    finally:
+        engine.dispose()
+
+
+def test_workers_finishing_in_between_are_named_by_the_sums_of_trial_numbers(
+    grown: Grown,
+) -> None:
+    """Two workers interleaving. Trials a and b complete; b's worker records first: two
+    trials are new since the last snapshot, so its front is computed from every trial
+    (a included). Then x completes, and a's worker records: one trial more than b's
+    snapshot counted, and that trial is x, not a. Taking it for a would miss x, which
+    tops the front."""
+    grown.record(grown.complete(0.70, 5.0))
+    grown.record(grown.complete(0.72, 6.0))
+    a = grown.complete(0.74, 7.0)
+    b = grown.complete(0.71, 5.5)
+    grown.record(b)  # two new: from every trial
+    assert grown.incremental == 1
+    x = grown.complete(0.90, 4.0)  # dominates every other one
+    grown.record(a)  # one new: x, named by the sums, built on b's snapshot
+    assert grown.incremental == 2
+    latest = grown.store.latest_front("grown")
+    assert latest is not None and [m["trial_number"] for m in latest.members] == [x]
+    grown.record(x)  # nothing new since a's snapshot: still built on it
+    assert grown.incremental == 3
+    # A worker whose trial was pruned meanwhile records nothing; a failed one neither.
+    grown.complete(0.0, 0.0, state=TrialState.PRUNED)
+    grown.record(grown.complete(0.95, 9.0))
+    assert grown.incremental == 4
+
+
+def test_a_snapshot_from_before_v4_is_built_on_after_one_recomputation(grown: Grown) -> None:
+    """A snapshot converted from v3 holds no sum of trial numbers: the next front is
+    computed from every trial; the one after that is built on it."""
+    first = grown.complete(0.70, 5.0)
+    grown.store.record_front("grown", first, 1, [])  # as converted: no sum (and wrong)
+    grown.record(grown.complete(0.72, 6.0))
+    assert grown.incremental == 0
+    grown.record(grown.complete(0.74, 4.0))
+    assert grown.incremental == 1

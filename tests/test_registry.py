@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sqlalchemy import create_engine, inspect, select, text
+from sqlalchemy import create_engine, insert, inspect, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -27,14 +27,15 @@ from autocompress.manifest import verify, write_manifest
 from autocompress.registry import ModelStatus, Registry
 from autocompress.store import Store
 from autocompress.store.locks import HeldLock, acquire_lock, hold_lock
+from autocompress.store.migrations.versions.v3_baseline import V3
 from autocompress.store.schema import (
     SCHEMA_VERSION,
     AuditRow,
-    Base,
     ExportRecord,
     FrontSnapshot,
     LockRow,
     SchemaVersion,
+    utcnow,
 )
 from tests.conftest import autocompress_cli, empty_database, tiny_study_dict, write_study
 
@@ -537,8 +538,8 @@ def _owners(engine: Engine) -> dict[str, str]:
 def test_a_v1_database_upgrades_in_place_and_keeps_its_rows(
     url: str, export_template: Path, tmp_path: Path
 ) -> None:
-    v1_tables = [
-        Base.metadata.tables[name]
+    v1_tables = [  # as v1 wrote them: the baseline revision's frozen tables
+        V3.tables[name]
         for name in (
             "autocompress_schema_version",
             "autocompress_front_snapshots",
@@ -547,13 +548,22 @@ def test_a_v1_database_upgrades_in_place_and_keeps_its_rows(
         )
     ]
     engine = create_engine(url)
-    Base.metadata.create_all(engine, tables=v1_tables)
-    with Session(engine) as session, session.begin():
-        session.add(SchemaVersion(id=1, version=1))
-        session.add(FrontSnapshot(study_name="old", after_trial_number=3, n_complete_trials=4))
-        session.add(
-            ExportRecord(
-                study_name="old", trial_number=2, policy="fastest", path="/x", manifest_sha256="0"
+    V3.create_all(engine, tables=v1_tables)
+    with engine.begin() as connection:
+        connection.execute(insert(V3.tables["autocompress_schema_version"]).values(id=1, version=1))
+        connection.execute(
+            insert(V3.tables["autocompress_front_snapshots"]).values(
+                study_name="old", after_trial_number=3, n_complete_trials=4, created_at=utcnow()
+            )
+        )
+        connection.execute(
+            insert(V3.tables["autocompress_exports"]).values(
+                study_name="old",
+                trial_number=2,
+                policy="fastest",
+                path="/x",
+                manifest_sha256="0",
+                created_at=utcnow(),
             )
         )
 
@@ -564,7 +574,7 @@ def test_a_v1_database_upgrades_in_place_and_keeps_its_rows(
 
     Store(url).close()
     with Session(engine) as session:
-        assert session.scalar(select(SchemaVersion.version)) == SCHEMA_VERSION == 3
+        assert session.scalar(select(SchemaVersion.version)) == SCHEMA_VERSION == 4
         assert session.scalar(select(ExportRecord.path)) == "/x"
         assert session.scalar(select(FrontSnapshot.study_name)) == "old"
     assert set(REGISTRY_TABLES) <= set(inspect(engine).get_table_names())

@@ -250,16 +250,31 @@ def test_the_database_written_by_the_code_before_alembic_is_stamped_and_keeps_ev
 
     with caplog.at_level("INFO", logger="autocompress"):
         store = Store(url)
-    assert "upgraded from v3 (written before alembic, now stamped)" in caplog.text
+    assert f"upgraded from v3 (written before alembic, now stamped) to {HEAD}" in caplog.text
     assert revision(url) == HEAD
     after = contents(url)
     assert after.pop(VERSION_TABLE) == [(HEAD,)]
     before["autocompress_schema_version"] = [(1, SCHEMA_VERSION)]
-    assert after == before  # Optuna's tables (its alembic_version too) and all our rows
+    # v4: the snapshot keeps its row (with no sum of trial numbers), its one member
+    # becomes one membership, open since that snapshot.
+    (snapshot,) = before.pop("autocompress_front_snapshots")
+    assert after.pop("autocompress_front_snapshots") == [(*snapshot, None)]
+    ((_, snapshot_id, trial_number, params, metrics),) = before.pop("autocompress_front_members")
+    assert after.pop("autocompress_front_memberships") == [
+        (1, "fixture", trial_number, params, metrics, snapshot_id, None)
+    ]
+    assert after == before  # Optuna's tables (its alembic_version too) and all other rows
 
     assert trials_of(url, "fixture") == [{"pruning_ratio": 0.2}, {"pruning_ratio": 0.5}]
     front = store.latest_front("fixture")
-    assert front is not None and [m["trial_number"] for m in front.members] == [1]
+    assert front is not None and front.members == [
+        {"trial_number": 1, "params": {"pruning_ratio": 0.5}, "metrics": {"accuracy": 0.66}}
+    ]
+    assert (front.study_name, front.after_trial_number, front.n_complete_trials) == (
+        "fixture",
+        1,
+        2,
+    )
     assert [(e.trial_number, e.path) for e in store.exports("fixture")] == [(1, "/exports/fixture")]
     assert store.register_worker_start("fixture", seed=7) == 1  # the fixture's start came first
     store.close()
@@ -291,17 +306,177 @@ def test_a_database_from_before_alembic_is_brought_to_the_head_with_its_rows(
     assert f"upgraded from {start} to {HEAD}" in caplog.text
     assert revision(url) == HEAD
     after = contents(url)
-    assert set(after) == set(before) | set(Base.metadata.tables) | {VERSION_TABLE}
+    replaced = {"autocompress_front_members"}  # by autocompress_front_memberships (v4)
+    assert set(after) == (set(before) - replaced) | set(Base.metadata.tables) | {VERSION_TABLE}
     assert after["autocompress_schema_version"] == [(1, SCHEMA_VERSION)]
     assert after["alembic_version"] == before["alembic_version"]  # Optuna's, untouched
-    for table in BEFORE_ALEMBIC[version][1:]:
+    for table in set(BEFORE_ALEMBIC[version][1:]) - replaced - {"autocompress_front_snapshots"}:
         assert after[table] == before[table]
+    # v4 added a column to the snapshots: NULL for the rows written before it.
+    assert after["autocompress_front_snapshots"] == [
+        (*row, None) for row in before["autocompress_front_snapshots"]
+    ]
     assert trials_of(url, "old") == trials and len(trials) == 2
     front = store.latest_front("old")
     assert front is not None and front.members[0]["params"] == {"x": 0.5}
     assert [e.path for e in store.exports("old")] == ["/exports/old"]
     store.close()
     registers_and_promotes(url, tmp_path)
+
+
+# v4: front members stored as intervals ------------------------------------------------
+
+# A v3 history, in the order it was written: (study, members of its snapshot). Trial 0 of
+# study a leaves, comes back and leaves again; a snapshot of a is empty; b interleaves.
+V3_HISTORY = [
+    ("a", [0]),  # snapshot 1
+    ("b", [5]),  # 2
+    ("a", [0, 1]),  # 3
+    ("a", [1, 2]),  # 4: 0 leaves
+    ("b", [5, 6]),  # 5
+    ("a", [0, 2]),  # 6: 1 leaves, 0 is back
+    ("a", []),  # 7: all leave
+    ("a", [3]),  # 8
+]
+# (study, trial, joined at, left at): one row per stay.
+V4_STAYS = [
+    ("a", 0, 1, 4),
+    ("a", 0, 6, 7),
+    ("a", 1, 3, 6),
+    ("a", 2, 4, 7),
+    ("a", 3, 8, None),
+    ("b", 5, 2, None),
+    ("b", 6, 5, None),
+]
+
+
+def member(trial: int) -> dict[str, object]:
+    return {"trial_number": trial, "params": {"x": trial}, "metrics": {"accuracy": trial / 10}}
+
+
+def stays(url: str) -> list[tuple]:
+    return sql(
+        url,
+        "SELECT study_name, trial_number, joined_snapshot_id, left_snapshot_id "
+        "FROM autocompress_front_memberships ORDER BY study_name, trial_number, id",
+    )
+
+
+def test_v3_member_rows_become_one_row_per_stay_and_every_front_reads_back(url: str) -> None:
+    engine = create_engine(url)
+    table = V3.tables
+    try:
+        V3.create_all(engine, tables=[table[name] for name in BEFORE_ALEMBIC[3]])
+        with engine.begin() as connection:
+            connection.execute(insert(table["autocompress_schema_version"]).values(id=1, version=3))
+            for snapshot_id, (study, members) in enumerate(V3_HISTORY, start=1):
+                inserted = connection.execute(
+                    insert(table["autocompress_front_snapshots"]).values(
+                        study_name=study,
+                        after_trial_number=snapshot_id,
+                        n_complete_trials=snapshot_id + 1,
+                        created_at=WHEN,
+                    )
+                )
+                assert inserted.inserted_primary_key == (snapshot_id,)
+                for trial in members:
+                    m = member(trial)
+                    connection.execute(
+                        insert(table["autocompress_front_members"]).values(
+                            snapshot_id=snapshot_id,
+                            trial_number=trial,
+                            params=m["params"],
+                            metrics=m["metrics"],
+                        )
+                    )
+    finally:
+        engine.dispose()
+
+    store = Store(url)
+    try:
+        assert revision(url) == HEAD
+        assert stays(url) == V4_STAYS
+        for snapshot_id, (study, members) in enumerate(V3_HISTORY, start=1):
+            front = store.front_at(study, snapshot_id)
+            assert front is not None and front.members == [member(t) for t in members]
+            assert (front.after_trial_number, front.n_complete_trials) == (
+                snapshot_id,
+                snapshot_id + 1,
+            )
+        assert store.front_at("b", 1) is None  # snapshot 1 is study a's
+        latest = store.latest_front("a")
+        assert latest is not None and latest.members == [member(3)]
+        assert latest.after_trial_number == 8
+        latest = store.latest_front("b")
+        assert latest is not None and latest.members == [member(5), member(6)]
+        assert [s.id for s in store.snapshots("a")] == [1, 3, 4, 6, 7, 8]
+        assert all(s.complete_number_sum is None for s in store.snapshots("a"))
+
+        # Written on from there: 3 leaves, 4 joins; 3 joins again.
+        store.record_front("a", 9, 10, [member(4)], complete_number_sum=45)
+        store.record_front("a", 10, 11, [member(3), member(4)], complete_number_sum=55)
+        assert stays(url) == [
+            *V4_STAYS[:4],
+            ("a", 3, 8, 9),
+            ("a", 3, 10, None),
+            ("a", 4, 9, None),
+            *V4_STAYS[5:],
+        ]
+        latest = store.latest_front("a")
+        assert latest is not None and latest.members == [member(3), member(4)]
+        assert store.front_head("a").member_numbers == [3, 4]
+        assert store.front_head("a").snapshot.complete_number_sum == 55
+        assert store.front_at("a", 8).members == [member(3)]  # history unchanged
+        assert store.front_at("a", 9).members == [member(4)]
+    finally:
+        store.close()
+
+
+def test_workers_recording_fronts_at_once_leave_the_latest_snapshot_s_front_open(
+    url: str,
+) -> None:
+    """Each write reads the open rows and changes them: two workers at once must neither
+    open a member twice nor leave one open that the latest snapshot does not list."""
+    import threading
+
+    Store(url).close()
+    fronts = [[t for t in range(k % 7, k % 7 + 4) if t % 3] for k in range(40)]
+    errors: list[BaseException] = []
+
+    def worker(part: int) -> None:
+        store = Store(url)
+        try:
+            for k in range(part, len(fronts), 2):
+                store.record_front("s", k, k + 1, [member(t) for t in fronts[k]])
+        except BaseException as error:  # reported below
+            errors.append(error)
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=worker, args=(part,)) for part in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    store = Store(url)
+    try:
+        snapshots = store.snapshots("s")
+        assert len(snapshots) == len(fronts)
+        latest = store.latest_front("s")
+        assert latest is not None
+        assert latest.members == [member(t) for t in fronts[latest.after_trial_number]]
+        for snapshot in snapshots:  # every snapshot reads back as written
+            front = store.front_at("s", snapshot.id)
+            assert front.members == [member(t) for t in fronts[snapshot.after_trial_number]]
+        open_rows = sql(
+            url,
+            "SELECT trial_number FROM autocompress_front_memberships "
+            "WHERE left_snapshot_id IS NULL ORDER BY trial_number",
+        )
+        assert [t for (t,) in open_rows] == [m["trial_number"] for m in latest.members]
+    finally:
+        store.close()
 
 
 # Databases from a newer autocompress ---------------------------------------------------

@@ -27,6 +27,10 @@ declared here, and that the head revision is `v{SCHEMA_VERSION}`.
 History: v1 front snapshots and members, exports; v2 model versions, audit log,
 locks; v3 worker starts. All three were made with `create_all` before alembic; the
 baseline revision `v3` describes them and stamps such databases (see `migrate.py`).
+v4 (`v4_front_intervals.py`): a front member is stored once per stay on the front
+(`autocompress_front_memberships`) instead of once per snapshot
+(`autocompress_front_members`, which grew as trials × front size); snapshots record
+the sum of the complete trial numbers they were computed from.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     CheckConstraint,
     DateTime,
     Dialect,
@@ -48,10 +53,11 @@ from sqlalchemy import (
     event,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def utcnow() -> datetime:
@@ -80,6 +86,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def unique_where(name: str, where: TextClause, *columns: str) -> Index:
+    """A unique index over the rows for which `where` holds (SQLite and PostgreSQL)."""
+    return Index(name, *columns, unique=True, sqlite_where=where, postgresql_where=where)
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -92,31 +103,61 @@ class SchemaVersion(Base):
 
 
 class FrontSnapshot(Base):
-    """The feasible Pareto front of a study right after one trial completed."""
+    """The feasible Pareto front of a study right after one trial completed: one small
+    row; who was on it is told by the memberships (`FrontMembership`) it opened or
+    closed, not by a copy of the front per snapshot.
+
+    The front was computed from exactly `n_complete_trials` complete trials whose
+    numbers sum to `complete_number_sum` (NULL for snapshots converted from v3): a
+    later worker that counts one complete trial more knows which one is new (the
+    difference of the sums) and builds on this front instead of reading every trial.
+    """
 
     __tablename__ = "autocompress_front_snapshots"
+    __table_args__ = (
+        # The latest snapshot of a study: the last entry of its part of this index.
+        Index("autocompress_front_snapshots_by_study", "study_name", "id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    study_name: Mapped[str] = mapped_column(String(512), index=True)
+    study_name: Mapped[str] = mapped_column(String(512))
     after_trial_number: Mapped[int] = mapped_column(Integer)
     n_complete_trials: Mapped[int] = mapped_column(Integer)
+    complete_number_sum: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    members: Mapped[list[FrontMemberRow]] = relationship(
-        back_populates="snapshot", cascade="all, delete-orphan", order_by="FrontMemberRow.id"
+
+
+_IS_OPEN = text("left_snapshot_id IS NULL")
+
+
+class FrontMembership(Base):
+    """One stay of a trial on its study's front, stored once: from the snapshot at which
+    it joined to the one at which it left (NULL while it is on the front).
+
+    The latest front is the study's rows whose `left_snapshot_id` is NULL; the front as
+    of snapshot `s`, the rows with `joined_snapshot_id <= s` and `left_snapshot_id`
+    NULL or above `s` (`Store.front_at`).
+    """
+
+    __tablename__ = "autocompress_front_memberships"
+    __table_args__ = (
+        # The open rows of a study (the latest front), and those that left after a snapshot.
+        Index("autocompress_front_memberships_by_left", "study_name", "left_snapshot_id"),
+        # A trial is on a study's front at most once at a time, even under races.
+        unique_where(
+            "autocompress_front_memberships_one_open", _IS_OPEN, "study_name", "trial_number"
+        ),
     )
-
-
-class FrontMemberRow(Base):
-    __tablename__ = "autocompress_front_members"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    snapshot_id: Mapped[int] = mapped_column(
-        ForeignKey("autocompress_front_snapshots.id", ondelete="CASCADE"), index=True
-    )
+    study_name: Mapped[str] = mapped_column(String(512))
     trial_number: Mapped[int] = mapped_column(Integer)
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
-    snapshot: Mapped[FrontSnapshot] = relationship(back_populates="members")
+    joined_snapshot_id: Mapped[int] = mapped_column(ForeignKey("autocompress_front_snapshots.id"))
+    left_snapshot_id: Mapped[int | None] = mapped_column(
+        ForeignKey("autocompress_front_snapshots.id")
+    )
 
 
 class ExportRecord(Base):
@@ -170,13 +211,7 @@ class ModelVersionRow(Base):
     __table_args__ = (
         CheckConstraint(f"status IN ({_STATUS_VALUES})", name="autocompress_model_status"),
         # At most one champion per model, enforced by the database even under races.
-        Index(
-            "autocompress_one_champion_per_model",
-            "model",
-            unique=True,
-            sqlite_where=_IS_CHAMPION,
-            postgresql_where=_IS_CHAMPION,
-        ),
+        unique_where("autocompress_one_champion_per_model", _IS_CHAMPION, "model"),
     )
 
     version: Mapped[int] = mapped_column(Integer, primary_key=True)

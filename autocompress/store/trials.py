@@ -1,9 +1,10 @@
-"""Targeted reads of a study's trials: one trial by number, and counts.
+"""Targeted reads of a study's trials: trials by number, and counts.
 
 Optuna's `get_n_trials` builds every trial of the study to count them (no storage of
 Optuna 5 overrides it), and `study.trials` deep-copies them all: at 50,000 trials a
 count or a lookup cost a minute. Here a count is one `SELECT count(*)` on an RDB storage
-(Optuna's own `get_n_trials` elsewhere), and a trial is read alone by its number.
+(Optuna's own `get_n_trials` elsewhere), a trial is read alone by its number, and a few
+(a front) by theirs in one query.
 
 Imports optuna: the registry and the CLI import `autocompress.store` without it, so
 this module is not re-exported there.
@@ -49,6 +50,80 @@ def count_stored_trials(
             return int(query.scalar() or 0)
 
     return retry_transient(count, "count_trials", getattr(storage, "_budget_s", DEFAULT_RETRY_S))
+
+
+def complete_count_and_sum(study: optuna.Study) -> tuple[int, int]:
+    """How many trials of `study` are complete, and the sum of their numbers: one
+    aggregate query on an RDB storage, taken at one instant. Trials never leave the
+    COMPLETE state, so between two such readings the sums tell which trial completed
+    when the counts differ by one."""
+    storage = study._storage
+    rdb = _rdb_backend(storage)
+    if rdb is None:
+        complete = storage.get_all_trials(
+            study._study_id, deepcopy=False, states=(TrialState.COMPLETE,)
+        )
+        return len(complete), sum(t.number for t in complete)
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+    from sqlalchemy import func
+
+    def read() -> tuple[int, int]:
+        with _create_scoped_session(rdb.scoped_session) as session:
+            count, total = (
+                session.query(
+                    func.count(models.TrialModel.trial_id), func.sum(models.TrialModel.number)
+                )
+                .filter(
+                    models.TrialModel.study_id == study._study_id,
+                    models.TrialModel.state == TrialState.COMPLETE,
+                )
+                .one()
+            )
+            return int(count or 0), int(total or 0)
+
+    return retry_transient(read, "count_trials", getattr(storage, "_budget_s", DEFAULT_RETRY_S))
+
+
+def trials_by_numbers(study: optuna.Study, numbers: Iterable[int]) -> list[FrozenTrial]:
+    """The trials of `study` with these numbers (those that exist), by number: on an RDB
+    storage one query per 500 numbers, whatever the size of the study. Not copies: do
+    not change them."""
+    wanted = sorted(set(numbers))
+    storage = study._storage
+    rdb = _rdb_backend(storage)
+    if rdb is None:
+        found = (trial_by_number(study, number) for number in wanted)
+        return [trial for trial in found if trial is not None]
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+    from sqlalchemy.orm import selectinload
+
+    model = models.TrialModel
+    related = (model.params, model.values, model.user_attributes, model.system_attributes)
+
+    def read() -> list[FrozenTrial]:
+        trials: list[FrozenTrial] = []
+        with _create_scoped_session(rdb.scoped_session) as session:
+            for start in range(0, len(wanted), CHUNK):
+                query = (
+                    session.query(model)
+                    .options(*(selectinload(r) for r in related))
+                    .options(selectinload(model.intermediate_values))
+                    .filter(
+                        model.study_id == study._study_id,
+                        model.number.in_(wanted[start : start + CHUNK]),
+                    )
+                )
+                trials += [rdb._build_frozen_trial_from_trial_model(row) for row in query]
+        return sorted(trials, key=lambda trial: trial.number)
+
+    return retry_transient(
+        read, "trials_by_numbers", getattr(storage, "_budget_s", DEFAULT_RETRY_S)
+    )
+
+
+CHUNK = 500  # numbers in one IN (...): far below every backend's limit on bound parameters
 
 
 def trial_by_number(study: optuna.Study, number: int) -> FrozenTrial | None:
