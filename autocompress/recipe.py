@@ -217,3 +217,23 @@ class _RegisteredFields(Mapping[str, FieldSpec]):
 
 RECIPE_FIELDS: Mapping[str, FieldSpec] = _RegisteredFields()
 """The single description of what a search space may name (see the module docstring)."""
+
+
+def define_by_run(
+    space: Mapping[str, Any], choose: Callable[[str, Any], Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Walk a search space (field name -> `config.ParamSpace`) as a sampler asks it: in
+    `RECIPE_FIELDS` order, a field inactive given the values so far is skipped, a fixed
+    one takes its value, any other `choose(name, param)`. Returns every value, and the
+    chosen ones (a trial's params)."""
+    values: dict[str, Any] = {}
+    chosen: dict[str, Any] = {}
+    for name, spec in RECIPE_FIELDS.items():
+        param = space.get(name)
+        if param is None or not spec.active(values):
+            continue
+        if param.is_fixed:
+            values[name] = param.fixed
+        else:
+            values[name] = chosen[name] = choose(name, param)
+    return values, chosen

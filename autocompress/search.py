@@ -56,7 +56,7 @@ from autocompress.halving import RungEntry, halving_stop_reason, rungs
 from autocompress.latency_estimate import LatencyEstimate, LatencyEstimator
 from autocompress.pipeline import Evaluation, evaluate_recipe
 from autocompress.policies import LATENCY, parse_policy
-from autocompress.recipe import RECIPE_FIELDS, Recipe
+from autocompress.recipe import RECIPE_FIELDS, Recipe, define_by_run
 from autocompress.store import Store
 from autocompress.store.repository import FrontHead
 from autocompress.store.resilience import describe, is_disk_full, retry_transient
@@ -131,25 +131,17 @@ def earlier_twin(trial: Trial) -> FrozenTrial | None:
 
 def suggest_recipe(trial: Trial, space: dict[str, ParamSpace]) -> Recipe:
     """Ask the trial for every active field, in `RECIPE_FIELDS` order (define-by-run)."""
-    values: dict[str, object] = {}
-    for name, spec in RECIPE_FIELDS.items():
-        param = space.get(name)
-        if param is None or not spec.active(values):
-            continue
-        if param.is_fixed:
-            values[name] = param.fixed
-        elif param.choices is not None:
-            values[name] = trial.suggest_categorical(name, list(param.choices))
-        elif spec.kind is int:
-            step = int(param.step or 1)
-            values[name] = trial.suggest_int(
-                name, int(param.low), int(param.high), step=step, log=param.log
-            )
-        else:
-            values[name] = trial.suggest_float(
-                name, param.low, param.high, step=param.step, log=param.log
-            )
+    values, _ = define_by_run(space, lambda name, param: _suggest(trial, name, param))
     return Recipe.from_dict(values)
+
+
+def _suggest(trial: Trial, name: str, param: ParamSpace) -> Any:
+    if param.choices is not None:
+        return trial.suggest_categorical(name, list(param.choices))
+    if RECIPE_FIELDS[name].kind is int:
+        step = int(param.step or 1)
+        return trial.suggest_int(name, int(param.low), int(param.high), step=step, log=param.log)
+    return trial.suggest_float(name, param.low, param.high, step=param.step, log=param.log)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 
 from autocompress.atomic import write_atomically
-from autocompress.recipe import RECIPE_FIELDS, Recipe
+from autocompress.recipe import RECIPE_FIELDS, Recipe, define_by_run
 
 if TYPE_CHECKING:
     from autocompress.config import ParamSpace
@@ -126,24 +126,11 @@ def other_precisions(params: Mapping[str, Any], space: Mapping[str, ParamSpace])
     ]
     variants: list[dict] = []
     for combination in itertools.product(*(space[name].choices for name in varied)):
-        chosen = dict(zip(varied, combination, strict=True))
-        values: dict[str, Any] = {}  # everything asked so far, fixed values too
-        sampled: dict[str, Any] = {}
-        for name, spec in RECIPE_FIELDS.items():
-            param = space.get(name)
-            if param is None or not spec.active(values):
-                continue
-            if param.is_fixed:
-                values[name] = param.fixed
-                continue
-            value = chosen[name] if name in chosen else params.get(name, _MISSING)
-            if value is _MISSING:
-                break
-            values[name] = sampled[name] = value
-        else:
-            if sampled != dict(params) and sampled not in variants:
-                variants.append(sampled)
+        chosen = {**params, **dict(zip(varied, combination, strict=True))}
+        try:  # a field active only here, which the trial never sampled: KeyError
+            _, sampled = define_by_run(space, lambda name, _, given=chosen: given[name])
+        except KeyError:
+            continue
+        if sampled != dict(params) and sampled not in variants:
+            variants.append(sampled)
     return variants
-
-
-_MISSING = object()
