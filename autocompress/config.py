@@ -11,17 +11,25 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args
 
 import yaml
-from pydantic import BaseModel, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from autocompress.config_base import Strict as _Strict
 from autocompress.errors import UserError
 from autocompress.recipe import RECIPE_FIELDS, FieldSpec
-from autocompress.targets import TARGETS
+from autocompress.targets import TARGETS, target_config_class
 from autocompress.tasks import TASKS, task_config_class
 
 logger = logging.getLogger("autocompress")
@@ -50,25 +58,37 @@ BAD_CLASS_METRICS = ("gini", "ks", "brier", "ece")
 OVERRIDE_KEYS = {"data": "task.data.path"}
 
 
-def _task_configs() -> dict[str, type[BaseModel]]:
-    """The settings class of every registered task kind, each checked to carry its kind."""
+def _registered_configs(
+    names: Iterable[str], load: Callable[[str], type[BaseModel]], tag: str, what: str
+) -> dict[str, type[BaseModel]]:
+    """The settings class of every registered name (`load(name)`), each checked to carry
+    its name as the `tag` literal its union is told apart by."""
     classes = {}
-    for kind in TASKS:
-        cls = task_config_class(kind)
-        field = cls.model_fields.get("kind")
-        if field is None or get_args(field.annotation) != (kind,):
+    for name in names:
+        cls = load(name)
+        field = cls.model_fields.get(tag)
+        if field is None or get_args(field.annotation) != (name,):
             raise ValueError(
-                f"{cls.__name__} is registered as task kind {kind!r}: give it "
-                f"the field kind: Literal[{kind!r}]"
+                f"{cls.__name__} is registered as {what} {name!r}: give it "
+                f"the field {tag}: Literal[{name!r}]"
             )
-        classes[kind] = cls
+        classes[name] = cls
     return classes
 
 
-TASK_CONFIGS = _task_configs()
+TASK_CONFIGS = _registered_configs(TASKS, task_config_class, "kind", "task kind")
 """task kind -> its settings: the `task:` sections a study file may hold, read from
 `autocompress.tasks.TASKS` when this module is imported (register a task kind before)."""
 TaskConfig = Annotated[Union[tuple(TASK_CONFIGS.values())], Field(discriminator="kind")]  # noqa: UP007
+
+TARGET_CONFIGS = _registered_configs(TARGETS, target_config_class, "runtime", "runtime")
+"""runtime -> its settings: the `target:` sections a study file may hold, read from
+`autocompress.targets.TARGETS` when this module is imported (register a runtime before)."""
+DEFAULT_RUNTIME = next(iter(TARGET_CONFIGS))
+"""The runtime of a `target:` section that names none (and of a study without one)."""
+TargetConfig = Annotated[Union[tuple(TARGET_CONFIGS.values())], Field(discriminator="runtime")]  # noqa: UP007
+"""A study's `target:` section: the settings of its runtime (all share
+`autocompress.targets.settings.MeasurementConfig`)."""
 
 
 class ObjectivesConfig(_Strict):
@@ -114,28 +134,6 @@ class ConstraintsConfig(_Strict):
             for key, (metric, kind) in CONSTRAINT_LIMITS.items()
             if getattr(self, key) is not None
         ]
-
-
-class TargetConfig(_Strict):
-    # onnxruntime: exported ONNX graphs; torch-cuda: the PyTorch model on a GPU, with
-    # bitsandbytes for 8 and 4 bits (execution_provider and intra_op_threads are
-    # onnxruntime settings).
-    runtime: Literal[tuple(TARGETS)] = next(iter(TARGETS))  # type: ignore[valid-type]
-    execution_provider: str = "CPUExecutionProvider"
-    intra_op_threads: Annotated[int, Field(ge=1)] = 1
-    batch_size: Annotated[int, Field(ge=1)] = 256
-    warmup: Annotated[int, Field(ge=0)] = 10
-    repeats: Annotated[int, Field(ge=3)] = 50
-    # A latency whose timings spread wider than `max_cv` (standard deviation over the
-    # mean) is timed again, up to `remeasure_attempts` more times, sleeping
-    # `remeasure_backoff_s`, then twice and four times that, before it is stored
-    # marked noisy. On a shared 2-core machine, a ~0.05 ms MLP (50 runs) measured
-    # with the machine nearly idle showed CVs of 0.18-0.38; with a busy thread
-    # competing, or the machine loaded by others (load 5), 1 to 6: one preempted run
-    # among 50 is enough. 0.5 sits between the two with room on both sides.
-    max_cv: Annotated[float, Field(gt=0.0)] = 0.5
-    remeasure_attempts: Annotated[int, Field(ge=0)] = 3
-    remeasure_backoff_s: Annotated[float, Field(ge=0.0)] = 0.25
 
 
 class CostControlConfig(_Strict):
@@ -266,6 +264,11 @@ class WorkersConfig(_Strict):
     autocast: Literal["off", "bf16", "auto"] = "off"
 
 
+# What every `target:` section held before each runtime had settings of its own (see
+# `StudyConfig.identity_hash`).
+_FORMER_TARGET_KEYS = {"execution_provider": "CPUExecutionProvider", "intra_op_threads": 1}
+
+
 class StudyConfig(_Strict):
     study_name: Annotated[str, Field(min_length=1)]
     search_space: str | dict[str, Any]
@@ -276,7 +279,7 @@ class StudyConfig(_Strict):
     timeout: Annotated[float, Field(gt=0.0)] | None = None
     objectives: ObjectivesConfig = ObjectivesConfig()
     constraints: ConstraintsConfig = ConstraintsConfig()
-    target: TargetConfig = TargetConfig()
+    target: TargetConfig = Field(default_factory=TARGET_CONFIGS[DEFAULT_RUNTIME])
     sampler: SamplerConfig = SamplerConfig()
     cost_control: CostControlConfig = CostControlConfig()
     export: ExportConfig = Field(default_factory=ExportConfig)
@@ -287,6 +290,14 @@ class StudyConfig(_Strict):
     # Where the values came from, for messages: set by `load_study_config`, never dumped.
     _source: Path | None = PrivateAttr(default=None)
     _overridden: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _default_runtime(cls, value: Any) -> Any:
+        """A `target:` section without `runtime` is the default runtime's."""
+        if isinstance(value, dict) and "runtime" not in value:
+            return {"runtime": DEFAULT_RUNTIME, **value}
+        return value
 
     def is_overridden(self, key: str) -> bool:
         """Whether a command-line option (not the study file) set `key`."""
@@ -320,6 +331,10 @@ class StudyConfig(_Strict):
             for key, value in dumped["constraints"].items()
             if value is not None or key in ("max_accuracy_drop", "max_f1_drop")
         }
+        # Every runtime's section held onnxruntime's two keys until each runtime had
+        # settings of its own; their defaults stand in where a runtime has none, so
+        # studies made before (torch-cuda ones) still resume.
+        dumped["target"] = {**_FORMER_TARGET_KEYS, **dumped["target"]}
         payload = json.dumps(dumped, sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -720,10 +735,15 @@ def _format_validation_error(
     problems: dict[str, list[str]] = {}
     for item in error.errors():
         loc = _key_path(item["loc"])
+        if item["type"] == "union_tag_invalid":  # the tag's own key: task.kind, target.runtime
+            loc = (*loc, item["ctx"]["discriminator"].strip("'"))
         key = _describe_key(
             ".".join(str(part) for part in loc) or "(top level)", source, overridden
         )
-        if item["type"] == "extra_forbidden":
+        if item["type"] == "union_tag_invalid":
+            tag, allowed = item["ctx"]["tag"], item["ctx"]["expected_tags"]
+            text = f"{tag!r} is not allowed; allowed values: {allowed}"
+        elif item["type"] == "extra_forbidden":
             allowed = ", ".join(_allowed_keys(item["loc"][:-1]))
             text = f"unknown key; allowed keys: {allowed}"
         elif item["type"] == "missing":
@@ -758,8 +778,9 @@ def _walk(loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], type[BaseModel] | None
     """Follow an error location through the config models.
 
     Inside a model every part is a key (a field, or the unknown key itself). A
-    discriminated union (the task kinds) adds its tag, which is not the user's key;
-    below a plain field only list indices are the user's, strings are union tags.
+    discriminated union (the task kinds, the runtimes) adds its tag, which is not the
+    user's key; below a plain field only list indices are the user's, strings are union
+    tags.
     """
     parts: list[Any] = []
     model: type[BaseModel] | None = StudyConfig
@@ -778,14 +799,15 @@ def _walk(loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], type[BaseModel] | None
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             model = annotation
         else:
-            members = _tagged_members(annotation)
+            members = _tagged_members(annotation, field.discriminator if field else None)
             model = None
     return tuple(parts), model
 
 
-def _tagged_members(annotation: Any) -> dict[str, type[BaseModel]] | None:
-    """`{kind: model}` for a union of models told apart by a `kind` literal, else None."""
+def _tagged_members(annotation: Any, tag: Any) -> dict[str, type[BaseModel]] | None:
+    """`{tag value: model}` for a union of models told apart by the literal field `tag`
+    (`kind`, `runtime`), else None."""
     members = [a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
-    if not members or any("kind" not in m.model_fields for m in members):
+    if not isinstance(tag, str) or not members or any(tag not in m.model_fields for m in members):
         return None
-    return {get_args(m.model_fields["kind"].annotation)[0]: m for m in members}
+    return {get_args(m.model_fields[tag].annotation)[0]: m for m in members}

@@ -28,13 +28,14 @@ from optuna.artifacts import download_artifact
 from optuna.trial import TrialState
 
 from autocompress.api import artifact_store, load_result, run_study
-from autocompress.config import TargetConfig, load_study_config
+from autocompress.config import load_study_config
 from autocompress.errors import UserError
 from autocompress.pareto import pareto_front
 from autocompress.passes import apply_precision
 from autocompress.recipe import Recipe
 from autocompress.targets import OnnxRuntimeTarget
 from autocompress.targets.measurement import interleaved_rounds
+from autocompress.targets.onnxruntime_config import OnnxRuntimeTargetConfig
 from autocompress.tasks import build_task
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,7 +88,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
         work = Path(workdir)
         candidates = baselines(task, result, work) + front_members(result, work)
-        scorer = OnnxRuntimeTarget(TargetConfig(batch_size=1, intra_op_threads=2))
+        scorer = OnnxRuntimeTarget(OnnxRuntimeTargetConfig(batch_size=1, intra_op_threads=2))
         for candidate in candidates:
             candidate.metrics = task.evaluate(scorer.load(candidate.path), "test")
         for threads in (1, 2):
@@ -255,7 +256,7 @@ def trial_table(study) -> list[str]:
 def measure_interleaved(candidates, task, threads: int, args, seq: int) -> None:
     """Every round visits every candidate once, in a shuffled order, in this one process."""
     target = OnnxRuntimeTarget(
-        TargetConfig(
+        OnnxRuntimeTargetConfig(
             batch_size=1, intra_op_threads=threads, warmup=args.warmup, repeats=args.repeats
         )
     )

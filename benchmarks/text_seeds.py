@@ -34,13 +34,14 @@ from _report import machine_line, replace_section, versions_line  # benchmarks/_
 
 from autocompress.atomic import atomic_directory
 from autocompress.changes import Judgement, TeacherComparison
-from autocompress.config import TargetConfig, load_study_config
+from autocompress.config import load_study_config
 from autocompress.errors import UserError
 from autocompress.passes import apply_precision
 from autocompress.pipeline import build_student
 from autocompress.recipe import Recipe
 from autocompress.targets import OnnxRuntimeTarget
 from autocompress.targets.measurement import interleaved_rounds
+from autocompress.targets.onnxruntime_config import OnnxRuntimeTargetConfig
 from autocompress.tasks import build_task
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,7 +60,7 @@ def train_seed(task, teacher, recipe: Recipe, seed: int, folder: Path) -> Path:
         return model_path
     started = time.monotonic()
     student = build_student(task, teacher, recipe, seed=seed)
-    target = OnnxRuntimeTarget(TargetConfig(batch_size=1, intra_op_threads=1))
+    target = OnnxRuntimeTarget(OnnxRuntimeTargetConfig(batch_size=1, intra_op_threads=1))
     with atomic_directory(folder) as staging:
         target.materialize(task, student, recipe, staging)
         (staging / "training.json").write_text(
@@ -119,7 +120,7 @@ def report(args, loaded, task, teacher, recipe: Recipe, models: dict[int, Path],
     """Score every model on both splits, compare each seed with the teacher (paired
     bootstrap), time all in interleaved rounds, and write the BENCHMARKS.md section."""
     config = loaded.config
-    target = OnnxRuntimeTarget(TargetConfig(batch_size=1, intra_op_threads=1))
+    target = OnnxRuntimeTarget(OnnxRuntimeTargetConfig(batch_size=1, intra_op_threads=1))
     teacher_dir = root / "teacher"
     if not (teacher_dir / "model.onnx").is_file():
         with atomic_directory(teacher_dir) as staging:
@@ -130,7 +131,7 @@ def report(args, loaded, task, teacher, recipe: Recipe, models: dict[int, Path],
                 Recipe(bits=8, int8_mode="dynamic"),
                 task.calibration_feeds(),
             )
-    scorer = OnnxRuntimeTarget(TargetConfig(batch_size=1, intra_op_threads=2))
+    scorer = OnnxRuntimeTarget(OnnxRuntimeTargetConfig(batch_size=1, intra_op_threads=2))
     splits = ("valid", "test")
 
     def predictions(path: Path) -> dict:
@@ -146,7 +147,9 @@ def report(args, loaded, task, teacher, recipe: Recipe, models: dict[int, Path],
     for candidate in candidates[1:]:
         candidate.judgement = comparison.judge(predictions(candidate.path))
     timing = OnnxRuntimeTarget(
-        TargetConfig(batch_size=1, intra_op_threads=1, warmup=args.warmup, repeats=args.repeats)
+        OnnxRuntimeTargetConfig(
+            batch_size=1, intra_op_threads=1, warmup=args.warmup, repeats=args.repeats
+        )
     )
     sessions = {c.name: timing.load(c.path) for c in candidates}
     feed = task.measurement_feed(1)

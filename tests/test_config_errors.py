@@ -129,6 +129,28 @@ def wrong_type_repeats(d: Path) -> Scenario:
     )
 
 
+def onnxruntime_setting_on_torch_cuda(d: Path) -> Scenario:
+    path = _study(d, lambda s: s["target"].update(runtime="torch-cuda", intra_op_threads=2))
+    return Scenario(
+        _run(path),
+        lambda: load_study_config(path),
+        [
+            f"{path}: target.intra_op_threads: unknown key",
+            "allowed keys: runtime, batch_size, warmup, repeats",
+        ],
+        forbid=("execution_provider",),
+    )
+
+
+def unknown_runtime(d: Path) -> Scenario:
+    path = _study(d, lambda s: s["target"].update(runtime="tpu"))
+    return Scenario(
+        _run(path),
+        lambda: load_study_config(path),
+        [f"{path}: target.runtime: 'tpu' is not allowed", "'onnxruntime', 'torch-cuda'"],
+    )
+
+
 def constraint_stop_without_limit(d: Path) -> Scenario:
     def mutate(study: dict) -> None:
         study["cost_control"] = {"constraint_stop": True}
@@ -503,6 +525,8 @@ CASES: dict[str, Callable[[Path], Scenario]] = {
     "unknown-nested-key": unknown_nested_key,
     "wrong-type-n-trials": wrong_type_n_trials,
     "wrong-type-repeats": wrong_type_repeats,
+    "onnxruntime-setting-on-torch-cuda": onnxruntime_setting_on_torch_cuda,
+    "unknown-runtime": unknown_runtime,
     "n-trials-option-zero": n_trials_option_zero,
     "constraint-stop-without-limit": constraint_stop_without_limit,
     "grace-period-within-a-beat": grace_period_within_a_beat,

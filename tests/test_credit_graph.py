@@ -21,11 +21,11 @@ import pandas as pd
 import pytest
 import torch
 
-from autocompress.config import TargetConfig
 from autocompress.errors import Unsupported
 from autocompress.passes.precision import apply_precision
 from autocompress.recipe import Recipe
 from autocompress.targets import OnnxRuntimeTarget
+from autocompress.targets.onnxruntime_config import OnnxRuntimeTargetConfig
 from autocompress.tasks.credit import CreditTask
 from autocompress.tasks.credit_config import DataConfig, PreprocessingConfig, TeacherConfig
 
@@ -86,7 +86,7 @@ def test_measured_graph_scores_raw_rows_as_the_python_pipeline(
     name: str, task: CreditTask, teacher: torch.nn.Module, tmp_path: Path
 ) -> None:
     recipe = PRECISIONS[name]
-    target = OnnxRuntimeTarget(TargetConfig(batch_size=16, warmup=1, repeats=3))
+    target = OnnxRuntimeTarget(OnnxRuntimeTargetConfig(batch_size=16, warmup=1, repeats=3))
     model = target.materialize(task, teacher, recipe, tmp_path)
     # The same student graph, made again the way the target made it (deterministic).
     fp32, core = tmp_path / "again.fp32.onnx", tmp_path / "again.core.onnx"
@@ -111,6 +111,6 @@ def test_measured_graph_scores_raw_rows_as_the_python_pipeline(
 def test_dynamic_int8_is_refused_because_scores_would_depend_on_the_batch(
     task: CreditTask, teacher: torch.nn.Module, tmp_path: Path
 ) -> None:
-    target = OnnxRuntimeTarget(TargetConfig())
+    target = OnnxRuntimeTarget(OnnxRuntimeTargetConfig())
     with pytest.raises(Unsupported, match="depend on the other rows"):
         target.materialize(task, teacher, Recipe(bits=8, int8_mode="dynamic"), tmp_path)

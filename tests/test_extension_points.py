@@ -1,10 +1,10 @@
-"""A new torch pass, a new ONNX pass and a new target are each one file plus one
-registration line, and take part end to end: study files accept the new fields (a bad
-value gets the usual message) and the new runtime, the passes run in the chain, the
-trial notes describe them, and the export records their fields. A new task kind is its
-settings and its task plus one line, and study files of that kind are read and checked
-against what it offers. Real `autocompress` processes, as `tests/test_new_policy.py`
-runs them."""
+"""A new torch pass and a new ONNX pass are each one file plus one registration line,
+and a new target its settings and its target plus one line; they take part end to end:
+study files accept the new fields (a bad value gets the usual message) and the new
+runtime with its settings, the passes run in the chain, the trial notes describe them,
+and the export records their fields. A new task kind is its settings and its task plus
+one line, and study files of that kind are read and checked against what it offers.
+Real `autocompress` processes, as `tests/test_new_policy.py` runs them."""
 
 from __future__ import annotations
 
@@ -93,7 +93,8 @@ class StripDocstrings(OnnxPass):
         with Path("applied.log").open("a") as log:
             log.write(f"{self.name} {len(model.graph.node)} nodes\\n")
 '''
-# New file 3: a target, onnxruntime with two intra-op threads.
+# New files 3 and 4: a target, onnxruntime with two intra-op threads, and its settings
+# (the study file's `target:` section for its runtime; light: pydantic only).
 TARGET_FILE = '''
 from __future__ import annotations
 
@@ -106,15 +107,27 @@ class TwoThreads(OnnxRuntimeTarget):
     def __init__(self, config, where=lambda key: key):
         super().__init__(config.model_copy(update={"intra_op_threads": 2}), where)
 '''
+TARGET_CONFIG_FILE = """
+from typing import Literal
+
+from autocompress.targets.onnxruntime_config import OnnxRuntimeTargetConfig
+
+
+class TwoThreadsConfig(OnnxRuntimeTargetConfig):
+    runtime: Literal["onnxruntime-2threads"] = "onnxruntime-2threads"
+"""
 # One registration line each, as they would stand in autocompress/passes/__init__.py
 # and autocompress/targets/__init__.py; then the real CLI.
 LAUNCHER = """
-import autocompress.passes, autocompress.targets
+import autocompress.passes
+from autocompress.targets import TARGETS, TargetEntry
 from weight_noise import WeightNoise
 from onnx_strip_docstrings import StripDocstrings
 autocompress.passes.TORCH_PASSES.append(WeightNoise())
 autocompress.passes.ONNX_PASSES.append(StripDocstrings())
-autocompress.targets.TARGETS["onnxruntime-2threads"] = "two_threads:TwoThreads"
+TARGETS["onnxruntime-2threads"] = TargetEntry(
+    "two_threads:TwoThreads", "two_threads_config:TwoThreadsConfig"
+)
 
 from autocompress.cli import main
 main()
@@ -138,6 +151,7 @@ def test_a_new_pass_or_target_is_one_file_and_one_line(tmp_path: Path) -> None:
     (tmp_path / "weight_noise.py").write_text(TORCH_PASS_FILE)
     (tmp_path / "onnx_strip_docstrings.py").write_text(ONNX_PASS_FILE)
     (tmp_path / "two_threads.py").write_text(TARGET_FILE)
+    (tmp_path / "two_threads_config.py").write_text(TARGET_CONFIG_FILE)
     (tmp_path / "launch.py").write_text(textwrap.dedent(LAUNCHER))
 
     # A value outside the new field's range: the usual message, before anything runs.
@@ -281,4 +295,5 @@ def test_a_new_task_kind_is_its_settings_its_task_and_one_line(tmp_path: Path) -
 
     study["task"]["kind"] = "applicant"
     refused = run(tmp_path, str(write_study(tmp_path, study)))
-    assert "expected tags: 'credit', 'text', 'applicants'" in refused.stderr, refused.stderr
+    allowed = "allowed values: 'credit', 'text', 'applicants'"
+    assert f"task.kind: 'applicant' is not allowed; {allowed}" in refused.stderr, refused.stderr

@@ -10,7 +10,6 @@ import onnxruntime as ort
 import pytest
 
 import autocompress.targets.onnxruntime as ort_target
-from autocompress.config import TargetConfig
 from autocompress.errors import Unsupported, UserError
 from autocompress.recipe import Recipe
 from autocompress.targets import OnnxRuntimeTarget, fingerprint_id
@@ -20,11 +19,12 @@ from autocompress.targets.measurement import (
     p50_ms,
     steady_timings,
 )
+from autocompress.targets.onnxruntime_config import OnnxRuntimeTargetConfig
 from tests.conftest import feed
 
 
 def test_measurement_follows_the_config(model_path: Path) -> None:
-    config = TargetConfig(batch_size=16, warmup=2, repeats=7, intra_op_threads=1)
+    config = OnnxRuntimeTargetConfig(batch_size=16, warmup=2, repeats=7, intra_op_threads=1)
     target = OnnxRuntimeTarget(config)
     measurement = target.measure(target.load(model_path), feed(16))
     assert isinstance(measurement, Measurement)
@@ -41,14 +41,14 @@ def test_measurement_follows_the_config(model_path: Path) -> None:
 
 
 def test_machine_id_is_stable_and_tracks_the_runtime_settings(model_path: Path) -> None:
-    target = OnnxRuntimeTarget(TargetConfig(batch_size=8, warmup=0, repeats=3))
+    target = OnnxRuntimeTarget(OnnxRuntimeTargetConfig(batch_size=8, warmup=0, repeats=3))
     runnable = target.load(model_path)
     first = target.measure(runnable, feed(8))
     second = target.measure(runnable, feed(8))
     assert first.machine_id == second.machine_id == fingerprint_id(target.fingerprint())
     assert len(first.machine_id) == 12
     # a different thread count or batch size is a different measuring setup
-    other = OnnxRuntimeTarget(TargetConfig(batch_size=8, intra_op_threads=2))
+    other = OnnxRuntimeTarget(OnnxRuntimeTargetConfig(batch_size=8, intra_op_threads=2))
     assert fingerprint_id(other.fingerprint()) != first.machine_id
 
 
@@ -107,7 +107,7 @@ def test_steady_timings_keeps_the_least_spread_with_the_latest_refusal() -> None
 
 
 def test_session_pins_threads_and_does_not_spin(model_path: Path) -> None:
-    target = OnnxRuntimeTarget(TargetConfig(intra_op_threads=2))
+    target = OnnxRuntimeTarget(OnnxRuntimeTargetConfig(intra_op_threads=2))
     session = target.session(model_path)
     assert session.get_providers() == ["CPUExecutionProvider"]
     options = session.get_session_options()
@@ -123,13 +123,13 @@ def test_unavailable_provider_is_a_user_error() -> None:
     if missing in ort.get_available_providers():
         pytest.skip("this machine has CUDA; the refusal cannot be shown here")
     with pytest.raises(UserError, match="target.execution_provider") as error:
-        OnnxRuntimeTarget(TargetConfig(execution_provider=missing))
+        OnnxRuntimeTarget(OnnxRuntimeTargetConfig(execution_provider=missing))
     assert missing in str(error.value)
     assert "CPUExecutionProvider" in str(error.value)  # and it lists what is available
 
 
 def test_check_accepts_what_the_provider_runs() -> None:
-    target = OnnxRuntimeTarget(TargetConfig())
+    target = OnnxRuntimeTarget(OnnxRuntimeTargetConfig())
     for recipe in (
         Recipe(),
         Recipe(bits=16),
@@ -143,7 +143,7 @@ def test_check_accepts_what_the_provider_runs() -> None:
 def test_check_refuses_a_precision_the_provider_lacks(monkeypatch: pytest.MonkeyPatch) -> None:
     without_int4 = {"fp32", "fp16", "int8-dynamic", "int8-static"}
     monkeypatch.setitem(ort_target.PRECISIONS, "CPUExecutionProvider", without_int4)
-    target = OnnxRuntimeTarget(TargetConfig())
+    target = OnnxRuntimeTarget(OnnxRuntimeTargetConfig())
     with pytest.raises(Unsupported) as error:
         target.check(Recipe(bits=4, int4_block_size=32))
     message = str(error.value)
@@ -155,7 +155,7 @@ def test_check_refuses_a_precision_the_provider_lacks(monkeypatch: pytest.Monkey
 def test_corrupt_model_is_unsupported_with_the_runtime_reason(tmp_path: Path) -> None:
     corrupt = tmp_path / "model.onnx"
     corrupt.write_bytes(b"this is not a protobuf \x00\x01\x02" * 10)
-    target = OnnxRuntimeTarget(TargetConfig())
+    target = OnnxRuntimeTarget(OnnxRuntimeTargetConfig())
     with pytest.raises(Unsupported, match="CPUExecutionProvider cannot load this model: ") as error:
         target.session(corrupt)
     reason = str(error.value).split("cannot load this model: ", 1)[1]
@@ -168,7 +168,7 @@ def test_truncated_model_is_unsupported(model_path: Path, tmp_path: Path) -> Non
     truncated = tmp_path / "truncated.onnx"
     truncated.write_bytes(model_path.read_bytes()[: model_path.stat().st_size // 2])
     with pytest.raises(Unsupported, match="cannot load this model"):
-        OnnxRuntimeTarget(TargetConfig()).session(truncated)
+        OnnxRuntimeTarget(OnnxRuntimeTargetConfig()).session(truncated)
 
 
 def test_non_cpu_provider_does_not_fall_back_to_the_cpu(model_path: Path) -> None:
@@ -176,7 +176,7 @@ def test_non_cpu_provider_does_not_fall_back_to_the_cpu(model_path: Path) -> Non
     provider = "AzureExecutionProvider"  # shipped in CPU wheels; it runs no standard ops
     if provider not in ort.get_available_providers():
         pytest.skip(f"{provider} is not in this onnxruntime build")
-    target = OnnxRuntimeTarget(TargetConfig(execution_provider=provider))
+    target = OnnxRuntimeTarget(OnnxRuntimeTargetConfig(execution_provider=provider))
     target.check(Recipe())  # not in the precision table: nothing is refused up front
     with pytest.raises(Unsupported, match=f"{provider} cannot load this model"):
         target.session(model_path)

@@ -28,7 +28,6 @@ from rich.console import Console
 
 import autocompress.cli.study as study_cli
 from autocompress.api import StudyResult, run_study
-from autocompress.config import TargetConfig
 from autocompress.dashboard import completed_trial_note, named_constraints
 from autocompress.front import FrontMember, compute_front
 from autocompress.pipeline import near_estimate
@@ -36,6 +35,7 @@ from autocompress.report import write_report
 from autocompress.select import choose, logged, ranked, select
 from autocompress.targets import OnnxRuntimeTarget, OnnxSession
 from autocompress.targets.measurement import Measurement, steady_timings, time_runs
+from autocompress.targets.onnxruntime_config import OnnxRuntimeTargetConfig
 from tests.conftest import feed, tiny_study_dict, write_study
 
 MAX_CV = 0.5
@@ -244,7 +244,7 @@ class StallingSession:
 
 def onnx_target(**settings: object) -> OnnxRuntimeTarget:
     return OnnxRuntimeTarget(
-        TargetConfig(batch_size=256, warmup=2, repeats=50, max_cv=MAX_CV, **settings)
+        OnnxRuntimeTargetConfig(batch_size=256, warmup=2, repeats=50, max_cv=MAX_CV, **settings)
     )
 
 

@@ -23,7 +23,6 @@ from typer.testing import CliRunner
 
 from autocompress import UserError, load_study_config, run_study
 from autocompress.cli import app
-from autocompress.config import TargetConfig
 from autocompress.errors import Unsupported
 from autocompress.models import MLPClassifier
 from autocompress.passes.bnb import import_bitsandbytes, quantize_linear_layers, quantized_bytes
@@ -37,6 +36,7 @@ from autocompress.targets.torch_cuda import (
     torch_precision,
     write_model_files,
 )
+from autocompress.targets.torch_cuda_config import TorchCudaTargetConfig
 from autocompress.tasks.credit import CreditTask
 from autocompress.tasks.credit_config import DataConfig, TeacherConfig
 from autocompress.tasks.metrics import classification_metrics
@@ -259,7 +259,7 @@ def test_a_trial_keeps_fp32_weights_and_how_to_quantize_them(
 @without_cuda
 def test_without_cuda_the_target_cannot_be_built() -> None:
     with pytest.raises(UserError) as raised:
-        TorchCudaTarget(TargetConfig(runtime="torch-cuda"), where=lambda key: f"s.yaml: {key}")
+        TorchCudaTarget(TorchCudaTargetConfig(), where=lambda key: f"s.yaml: {key}")
     message = str(raised.value)
     assert message.startswith("s.yaml: target.runtime: 'torch-cuda' needs a CUDA GPU")
     assert "no CUDA device was found" in message and "\n" not in message
@@ -311,7 +311,7 @@ def test_a_credit_trial_on_the_gpu_is_refused_with_its_reason(
 ) -> None:
     """A credit model deploys as one raw-row ONNX graph (preprocessing inside); the
     torch model alone is not that model, so torch-cuda refuses it as a pruned trial."""
-    target = TorchCudaTarget(TargetConfig(runtime="torch-cuda", batch_size=32, repeats=5))
+    target = TorchCudaTarget(TorchCudaTargetConfig(batch_size=32, repeats=5))
     with pytest.raises(Unsupported, match="raw records"):
         evaluate_recipe(task, teacher, target, BNB_RECIPES[name], tmp_path)
     assert not list(tmp_path.iterdir())

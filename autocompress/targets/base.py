@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 from torch import nn
 
-from autocompress.config import TargetConfig
 from autocompress.recipe import Recipe
 from autocompress.targets.measurement import Acceptance, Measurement
+from autocompress.targets.settings import MeasurementConfig
 
 if TYPE_CHECKING:  # tasks import this module's Runnable; avoid the import cycle
     from autocompress.tasks.base import Task
@@ -52,7 +52,10 @@ class ReloadsExports(Protocol):
 
 
 class Target(Protocol):
-    config: TargetConfig
+    @property
+    def config(self) -> MeasurementConfig:
+        """The study's `target:` section: its runtime's settings (`TARGETS`)."""
+        ...
 
     def fingerprint(self) -> dict[str, object]:
         """Machine plus runtime: what makes two latencies comparable."""

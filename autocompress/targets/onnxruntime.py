@@ -12,7 +12,6 @@ import numpy as np
 import onnxruntime as ort
 from torch import nn
 
-from autocompress.config import TargetConfig
 from autocompress.errors import Unsupported, UserError
 from autocompress.passes import ONNX_PASSES
 from autocompress.recipe import Recipe
@@ -25,6 +24,7 @@ from autocompress.targets.measurement import (
     steady_timings,
     time_runs,
 )
+from autocompress.targets.onnxruntime_config import OnnxRuntimeTargetConfig
 
 if TYPE_CHECKING:
     from autocompress.tasks.base import Task
@@ -65,7 +65,9 @@ class OnnxSession:
 class OnnxRuntimeTarget:
     """Runs ONNX models with one execution provider, fixed threads and batch size."""
 
-    def __init__(self, config: TargetConfig, where: Callable[[str], str] = lambda key: key) -> None:
+    def __init__(
+        self, config: OnnxRuntimeTargetConfig, where: Callable[[str], str] = lambda key: key
+    ) -> None:
         available = ort.get_available_providers()
         if config.execution_provider not in available:
             raise UserError(

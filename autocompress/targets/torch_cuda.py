@@ -37,7 +37,6 @@ import torch
 from safetensors.torch import save_model
 from torch import nn
 
-from autocompress.config import TargetConfig
 from autocompress.errors import Unsupported, UserError
 from autocompress.models.capabilities import Prunable, require
 from autocompress.passes.bnb import (
@@ -59,6 +58,7 @@ from autocompress.targets.measurement import (
     steady_timings,
     time_runs,
 )
+from autocompress.targets.torch_cuda_config import TorchCudaTargetConfig
 
 if TYPE_CHECKING:
     from autocompress.tasks.base import Task
@@ -205,7 +205,9 @@ def _package_version(name: str) -> str | None:
 class TorchCudaTarget:
     """Runs the PyTorch student on the first CUDA GPU, quantized with bitsandbytes."""
 
-    def __init__(self, config: TargetConfig, where: Callable[[str], str] = lambda key: key) -> None:
+    def __init__(
+        self, config: TorchCudaTargetConfig, where: Callable[[str], str] = lambda key: key
+    ) -> None:
         if not torch.cuda.is_available():
             raise UserError(
                 f"{where('target.runtime')}: 'torch-cuda' needs a CUDA GPU, but no CUDA device "
