@@ -88,6 +88,25 @@ def main() -> int:
     return 0
 
 
+def train_timed(task, teacher, target, recipe: Recipe, folder: Path, seed: int, mode: str):
+    """`recipe` trained with `workers.autocast` `mode` (files in `folder`, made here): its
+    evaluation and the seconds each epoch took."""
+    folder.mkdir()
+    stamps: list[float] = []
+    started = time.perf_counter()
+    evaluation = evaluate_recipe(
+        task,
+        teacher,
+        target,
+        recipe,
+        folder,
+        seed=seed,
+        on_epoch=lambda epoch, score: stamps.append(time.perf_counter()),
+        autocast=mode,
+    )
+    return evaluation, [b - a for a, b in zip([started, *stamps], stamps, strict=False)]
+
+
 def credit_lines(name: str, loaded, args: argparse.Namespace) -> list[str]:
     config = loaded.config
     task = build_task(config)
@@ -98,21 +117,10 @@ def credit_lines(name: str, loaded, args: argparse.Namespace) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="autocast-bench-") as work:
         for seed in args.seeds:
             for mode in ("off", "bf16"):
-                stamps: list[float] = []
                 folder = Path(work) / f"{mode}-{seed}"
-                folder.mkdir()
-                started = time.perf_counter()
-                evaluation = evaluate_recipe(
-                    task,
-                    teacher,
-                    target,
-                    CREDIT_RECIPE,
-                    folder,
-                    seed=seed,
-                    on_epoch=lambda epoch, score, s=stamps: s.append(time.perf_counter()),
-                    autocast=mode,
+                evaluation, epochs = train_timed(
+                    task, teacher, target, CREDIT_RECIPE, folder, seed, mode
                 )
-                epochs = [b - a for a, b in zip([started, *stamps], stamps, strict=False)]
                 rows[mode].append(
                     {
                         "epoch_s": statistics.median(epochs),
@@ -202,21 +210,9 @@ def text_f1_lines(task, teacher, config, args: argparse.Namespace) -> list[str]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="autocast-text-") as work:
         for mode in ("off", "bf16"):
-            stamps: list[float] = []
-            folder = Path(work) / mode
-            folder.mkdir()
-            started = time.perf_counter()
-            evaluation = evaluate_recipe(
-                task,
-                teacher,
-                target,
-                recipe,
-                folder,
-                seed=0,
-                on_epoch=lambda epoch, score, s=stamps: s.append(time.perf_counter()),
-                autocast=mode,
+            evaluation, epochs = train_timed(
+                task, teacher, target, recipe, Path(work) / mode, 0, mode
             )
-            epochs = [b - a for a, b in zip([started, *stamps], stamps, strict=False)]
             f1 = {
                 split: task.score(evaluation.predictions[split], split)["f1"]
                 for split in ("valid", "test")
