@@ -642,7 +642,8 @@ def dashboard(database: Database, repeats: int) -> dict[str, Any]:
         "dashboard_first_s": times[0],
         "dashboard_again_s": summary(times[1:] or times),
         "dashboard_mb": len(page) / 1e6,
-        # The trials whose note the page shows (every complete one should have one).
+        # The trials whose note the page shows: the teacher and those on the front when
+        # they completed (every trial's note is its note.md artifact).
         "dashboard_notes": sum(
             bool((t.get("note") or {}).get("body")) for t in json.loads(page)["trials"]
         ),

@@ -43,7 +43,9 @@ def test_the_scale_benchmark_builds_a_real_layout_and_writes_its_table(tmp_path:
     assert results["front_members"] >= 1
     assert results["snapshot_rows"]["autocompress_front_snapshots"] == results["complete"]
     assert results["dashboard_mb"] > 0 and results["database_mb"] > 0
-    assert results["dashboard_notes"] == SIZE  # the notes stored, as the dashboard shows them
+    # The dashboard's note panel holds the teacher's and those of trials on the front when
+    # they completed (every current member among them), not every trial's (note.md does).
+    assert results["front_members"] <= results["dashboard_notes"] < results["complete"]
     table = out.read_text()
     assert "<!-- scale:start -->" in table and f"| sqlite | small | {SIZE} |" in table
 

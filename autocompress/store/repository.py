@@ -7,7 +7,7 @@ import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, func, select, text, union_all, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -22,6 +22,8 @@ from autocompress.store.schema import (
     FrontSnapshot,
     WorkerStart,
 )
+
+T = TypeVar("T")
 
 
 def default_worker() -> str:
@@ -122,25 +124,42 @@ class Store:
 
         retry_transient(attempt, "record_front", self.retry_s)
 
+    def _read(self, operation: str, query: Callable[[Session], T]) -> T:
+        """`query(session)` in a session of its own, retried while the database blinks
+        (a worker reads the front after every trial: a restart must not end the run)."""
+
+        def attempt() -> T:
+            with Session(self.engine, expire_on_commit=False) as session:
+                return query(session)
+
+        return retry_transient(attempt, operation, self.retry_s)
+
     def latest_front(self, study_name: str) -> SnapshotView | None:
         """The study's latest snapshot with its members (None before its first)."""
-        with Session(self.engine) as session:
+
+        def query(session: Session) -> SnapshotView | None:
             snapshot = session.scalar(_latest_snapshot(study_name))
             return None if snapshot is None else _view(session, snapshot)
+
+        return self._read("latest_front", query)
 
     def front_at(self, study_name: str, snapshot_id: int) -> SnapshotView | None:
         """The front of `study_name` as snapshot `snapshot_id` recorded it (None when the
         study has no such snapshot)."""
-        with Session(self.engine) as session:
+
+        def query(session: Session) -> SnapshotView | None:
             snapshot = session.get(FrontSnapshot, snapshot_id)
             if snapshot is None or snapshot.study_name != study_name:
                 return None
             return _view(session, snapshot)
 
+        return self._read("front_at", query)
+
     def snapshots(self, study_name: str) -> list[SnapshotRow]:
         """Every snapshot of the study, oldest first, without members (`front_at` gives
         the front of one)."""
-        with Session(self.engine) as session:
+
+        def query(session: Session) -> list[SnapshotRow]:
             rows = session.scalars(
                 select(FrontSnapshot)
                 .where(FrontSnapshot.study_name == study_name)
@@ -148,10 +167,13 @@ class Store:
             )
             return [_row(snapshot) for snapshot in rows]
 
+        return self._read("snapshots", query)
+
     def front_head(self, study_name: str) -> FrontHead | None:
         """What the next snapshot builds on: the latest snapshot of the study and the
         numbers of its members (their params and metrics are not read)."""
-        with Session(self.engine) as session:
+
+        def query(session: Session) -> FrontHead | None:
             snapshot = session.scalar(_latest_snapshot(study_name))
             if snapshot is None:
                 return None
@@ -159,6 +181,8 @@ class Store:
                 _members_at(study_name, snapshot.id, FrontMembership.trial_number)
             )
             return FrontHead(_row(snapshot), list(numbers))
+
+        return self._read("front_head", query)
 
     def record_export(
         self, study_name: str, trial_number: int, policy: str, path: str, manifest_sha256: str
@@ -177,14 +201,16 @@ class Store:
         )
 
     def exports(self, study_name: str) -> list[ExportRecord]:
-        with Session(self.engine, expire_on_commit=False) as session:
-            return list(
+        return self._read(
+            "exports",
+            lambda session: list(
                 session.scalars(
                     select(ExportRecord)
                     .where(ExportRecord.study_name == study_name)
                     .order_by(ExportRecord.id)
                 )
-            )
+            ),
+        )
 
     def register_worker_start(self, study_name: str, seed: int | None) -> int:
         """Record that a worker starts (or resumes) `study_name`; returns how many starts
