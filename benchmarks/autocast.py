@@ -193,10 +193,14 @@ def text_lines(loaded, args: argparse.Namespace) -> list[str]:
         f"- {args.repeats} timed steps each way, interleaved, one warm-up each; "
         f"{len(batches)} steps per epoch; bf16 speed-up {speedup:.2f}× → the rule says "
         f"{decide(speedup)}; `auto`'s own probe chose {auto.mode} ({auto.speedup:.2f}×)",
-        "- student F1 under bf16 is measured only where bf16 pays (an epoch here would take "
-        f"{bf16_s * len(batches) / 60:.0f} minutes)"
-        if decide(speedup) == "fp32"
-        else "",
+        *(
+            [
+                "- student F1 under bf16 is measured only where bf16 pays (an epoch here "
+                f"would take {bf16_s * len(batches) / 60:.0f} minutes)"
+            ]
+            if decide(speedup) == "fp32"
+            else []
+        ),
         "",
         *(text_f1_lines(task, teacher, config, args) if decide(speedup) == "bf16" else []),
     ]
