@@ -10,7 +10,8 @@ new training with the same seed would give, in seconds instead of minutes).
 
 Kept on disk as safetensors (no pickle) beside a small JSON of how it was trained, in
 the study's artifacts folder, shared by the workers of a machine; a student that fits
-no kept weights (another shape) is trained as usual, and the trial says so.
+no kept weights (another shape) is trained as usual, with a warning in the log: its
+trial then carries a validation curve and no `reused_training`.
 """
 
 from __future__ import annotations
