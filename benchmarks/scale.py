@@ -223,6 +223,9 @@ def build(database: Database, measured: int) -> dict[str, Any]:
     from autocompress.api import run_study
     from autocompress.search import WarmStart
     from autocompress.store.trials import count_trials
+
+    if str(REPO) not in sys.path:  # the tests' tiny study, from a plain `python benchmarks/...`
+        sys.path.insert(0, str(REPO))
     from tests.conftest import tiny_study_dict, write_study
 
     state = database.state()
