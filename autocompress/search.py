@@ -8,7 +8,7 @@ import statistics
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,6 @@ from autocompress.errors import TrialAborted, Unsupported, UserError
 from autocompress.front import (
     TEACHER_ROLE,
     TEACHER_TRIAL_ATTR,
-    feasible_complete_trials,
     front_of,
     is_feasible,
 )
@@ -63,11 +62,13 @@ from autocompress.store.resilience import describe, is_disk_full, retry_transien
 from autocompress.store.trials import (
     complete_count_and_sum,
     count_trials,
+    set_user_attrs,
     trials_by_numbers,
 )
 from autocompress.targets import Target
 from autocompress.tasks import Task
 from autocompress.trained_students import TrainedStudents, other_precisions
+from autocompress.twins import EarlierTwins
 
 MAXIMIZED = MAXIMIZED_METRICS  # accuracy, f1, roc_auc, gini, ks; brier and ece are minimised
 # Scores undefined when the labels hold a single class.
@@ -109,24 +110,6 @@ def sampler_seed(seed: int | None, start: int) -> int | None:
         return seed
     digest = hashlib.sha256(f"autocompress-sampler:{seed}:{start}".encode()).digest()
     return int.from_bytes(digest[:4], "big")
-
-
-def earlier_twin(trial: Trial) -> FrozenTrial | None:
-    """An earlier trial of the study that ran (or is running) the same params, if any.
-
-    A retried trial (queued again after its worker died) is meant to repeat its params,
-    and failed trials may be tried again; everything else that a sampler proposes twice
-    is a repeat worth skipping.
-    """
-    if not trial.params:
-        return None
-    if "failed_trial" in trial.study._storage.get_trial_system_attrs(trial._trial_id):
-        return None
-    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
-    for other in trial.study.get_trials(deepcopy=False, states=states):
-        if other.number < trial.number and other.params == trial.params:
-            return other
-    return None
 
 
 def suggest_recipe(trial: Trial, space: dict[str, ParamSpace]) -> Recipe:
@@ -250,6 +233,8 @@ class Objective:
         self.teacher_parameters = sum(p.numel() for p in teacher.parameters())
         self.running: Trial | None = None
         self._store: Store | None = None  # our tables, for the front (`_front_members`)
+        self._members: dict[int, FrozenTrial] = {}  # the front's trials read so far
+        self.twins = EarlierTwins()  # a sampler's repeats, read incrementally
         self.estimator = (
             LatencyEstimator(target, loaded.config.artifacts_path / "latency_estimates")
             if loaded.config.cost_control.measures_before_training
@@ -314,9 +299,8 @@ class Objective:
             recipe = Recipe()
         else:
             recipe = suggest_recipe(trial, self.loaded.space)
-        trial.set_user_attr("recipe", recipe.to_dict())
-        trial.set_user_attr("recipe_summary", recipe.describe)
-        twin = earlier_twin(trial)
+        set_user_attrs(trial, {"recipe": recipe.to_dict(), "recipe_summary": recipe.describe})
+        twin = self.twins.earlier(trial)
         if twin is not None:
             trial.set_user_attr("duplicate_of", twin.number)
             raise pruned(
@@ -355,22 +339,24 @@ class Objective:
                 for name in evaluation.files
             }
         measurement = evaluation.measurement.to_dict()
-        trial.set_user_attr("measurement", measurement)
+        attrs: dict[str, Any] = {"measurement": measurement}
         if evaluation.training:
-            trial.set_user_attr("training", evaluation.training)
+            attrs["training"] = evaluation.training
         if estimate is not None:  # how close it came: the trained model's p50 is what counts
             trained = evaluation.measurement.latency_p50_ms
-            trial.set_user_attr(
-                ESTIMATE_ATTR,
-                {**estimate.to_dict(), "trained_ratio": trained / estimate.latency_p50_ms},
-            )
-        trial.set_user_attr("student_spec", evaluation.student_spec)
-        trial.set_user_attr("num_parameters", evaluation.num_parameters)
-        trial.set_user_attr("artifacts", artifacts)
+            attrs[ESTIMATE_ATTR] = {
+                **estimate.to_dict(),
+                "trained_ratio": trained / estimate.latency_p50_ms,
+            }
+        attrs.update(
+            student_spec=evaluation.student_spec,
+            num_parameters=evaluation.num_parameters,
+            artifacts=artifacts,
+        )
         # Validation scores and changes (accuracy_drop, ..., brier_increase) with their
         # intervals; the held-out test split's apart, under `held_out`.
-        for name, value in judgement.user_attrs().items():
-            trial.set_user_attr(name, value)
+        attrs.update(judgement.user_attrs())
+        set_user_attrs(trial, attrs)  # one transaction, not a commit per attribute
         set_constraints(trial, judgement.constraints)
         self._queue_other_precisions(trial, recipe, evaluation, judgement)
         observed = {**judgement.metrics, **measurement}
@@ -429,7 +415,7 @@ class Objective:
         trial.set_user_attr(ESTIMATE_ATTR, estimate.to_dict())
         if not self.loaded.config.cost_control.skip_slower_than_fastest:
             return estimate
-        fastest = fastest_feasible(trial.study)
+        fastest = fastest_feasible(self._fastest_candidates(trial.study))
         if fastest is None or estimate.latency_p50_ms < fastest[1]:
             return estimate
         # The two figures were taken at different times (and one may come from the cache):
@@ -566,11 +552,19 @@ class Objective:
             or on_front_when_complete(trial, values, self._front_members(trial.study)),
         )
 
+    def _fastest_candidates(self, study: optuna.Study) -> list[FrozenTrial]:
+        """Where the fastest student within the limits is: on the front when latency is
+        an objective (no trial as fast with better scores can dominate it), read in
+        O(front); else among every complete trial."""
+        if "latency_p50_ms" in self.loaded.config.objectives.metrics:
+            return self._front_members(study)
+        return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
     def _front_members(self, study: optuna.Study) -> list[FrozenTrial]:
-        """The members of the study's latest front snapshot, each read by its number:
-        O(front), whatever the number of trials. The store is opened on first use and
-        kept for the worker's later trials; both are retried while the database blinks,
-        as Optuna's storage is."""
+        """The members of the study's latest front snapshot, those new since the last
+        call read by number: O(front), whatever the number of trials. The store is
+        opened on first use and kept for the worker's later trials; both are retried
+        while the database blinks, as Optuna's storage is."""
         workers = self.loaded.config.workers
 
         def latest() -> Any:  # the snapshot, or None before the first
@@ -579,8 +573,12 @@ class Objective:
             return self._store.latest_front(study.study_name)
 
         snapshot = retry_transient(latest, "latest_front", workers.db_retry_s)
-        members = [] if snapshot is None else snapshot.members
-        return trials_by_numbers(study, (member["trial_number"] for member in members))
+        numbers = [] if snapshot is None else [m["trial_number"] for m in snapshot.members]
+        # Complete trials never change: only members new since the last call are read.
+        known = {n: self._members[n] for n in numbers if n in self._members}
+        known.update((t.number, t) for t in trials_by_numbers(study, set(numbers) - set(known)))
+        self._members = known
+        return [known[n] for n in sorted(known)]
 
 
 @dataclass(frozen=True)
@@ -738,12 +736,13 @@ class FrontSnapshots:
         record_front(self.store, study, trial.number, from_every_trial=retried, known=self.known)
 
 
-def fastest_feasible(study: optuna.Study) -> tuple[FrozenTrial, float] | None:
-    """The fastest trial within the limits and its p50 (ms), if any (the teacher counts:
-    policy `fastest` selects it when no student is faster)."""
+def fastest_feasible(candidates: Iterable[FrozenTrial]) -> tuple[FrozenTrial, float] | None:
+    """The fastest of `candidates` within the limits and its p50 (ms), if any (the
+    teacher counts: policy `fastest` selects it when no student is faster)."""
     latencies = [
         (t, float(latency))
-        for t in feasible_complete_trials(study)
+        for t in candidates
+        if is_feasible(t)
         if (latency := (t.user_attrs.get("measurement") or {}).get("latency_p50_ms")) is not None
     ]
     return min(latencies, key=lambda item: item[1], default=None)
