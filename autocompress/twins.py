@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from optuna.trial import FrozenTrial, Trial, TrialState
+from optuna.trial import Trial, TrialState
 
-from autocompress.store.trials import trials_by_numbers
+from autocompress.store.trials import params_by_numbers
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 UNFINISHED = (TrialState.RUNNING, TrialState.WAITING)
@@ -55,25 +55,29 @@ class EarlierTwins:
         if RETRY_ATTR in trial.study._storage.get_trial_system_attrs(trial._trial_id):
             return None
         numbers = {*range(self._read_below, trial.number), *self._unfinished}
-        unfinished = [t for t in self._read(trial, numbers) if t.state in UNFINISHED]
+        unfinished = self._read(trial, numbers)
         self._read_below = max(self._read_below, trial.number)
         key = params_key(params)
-        matches = [Twin(t.number, t.state) for t in unfinished if params_key(t.params) == key]
+        matches = [Twin(n, state) for n, state, p in unfinished if params_key(p) == key]
         if (finished := self._finished.get(key)) is not None:
             matches.append(finished)
         return min(matches, key=lambda twin: twin.number, default=None)
 
-    def _read(self, trial: Trial, numbers: set[int]) -> list[FrozenTrial]:
-        """Reads `numbers` (below `trial`'s): indexes the finished ones, returns the
-        others and remembers the unfinished ones to read again."""
-        found = trials_by_numbers(trial.study, (n for n in numbers if n < trial.number))
-        self._unfinished = set()
-        for other in found:
-            if other.state in FINISHED:
-                key = params_key(other.params)
+    def _read(
+        self, trial: Trial, numbers: set[int]
+    ) -> list[tuple[int, TrialState, dict[str, Any]]]:
+        """Reads the params of `numbers` (below `trial`'s): indexes the finished trials,
+        returns the unfinished ones and remembers them, to read them again."""
+        unfinished = []
+        for number, state, params in params_by_numbers(
+            trial.study, (n for n in numbers if n < trial.number)
+        ):
+            if state in FINISHED:
+                key = params_key(params)
                 twin = self._finished.get(key)
-                if twin is None or other.number < twin.number:
-                    self._finished[key] = Twin(other.number, other.state)
-            elif other.state in UNFINISHED:
-                self._unfinished.add(other.number)
-        return found
+                if twin is None or number < twin.number:
+                    self._finished[key] = Twin(number, state)
+            elif state in UNFINISHED:
+                unfinished.append((number, state, params))
+        self._unfinished = {number for number, _, _ in unfinished}
+        return unfinished

@@ -29,18 +29,22 @@ trial), 30% of the others break the accuracy limit (and are faster), the rest ar
 dominated by the real student they copy: policy `fastest` exports a real trial, and
 with the tiny study's `export.seeds: 1` the export trains nothing.
 
-Building costs what the search's bookkeeping costs, trial by trial. Measured at 1k
-(SQLite, a loaded machine), in CPU: about 0.1 s a trial at first, 0.4 s at 800 trials;
-most of it is the note (optuna-dashboard's `save_note` reads every study system
-attribute, so every note stored before, twice per note). Growing like that, 10k trials
-take some 5 CPU hours to build and 50k days, until the bookkeeping stops growing with N.
+Building costs what the search's bookkeeping costs, trial by trial: about 0.2 s a trial
+on SQLite (2026-12, a 2-core Xeon), not growing with the study, so 10k trials take
+about half an hour.
+
+`--objective-trials N` builds N trials that way and adds the rest as copies of them
+(in SQL, see `Builder.clone`: the same attributes, artifacts and constraints, none of
+the bookkeeping, then one front snapshot from every trial): a 50k study in minutes. The
+trials timed for the bookkeeping at N always go through the Objective.
 
 Databases are kept under runs/benchmarks/scale/ and reused (and topped up: an
 interrupted build resumes) unless --fresh. The `scale` section of BENCHMARKS.md shows
 every database measured there (each row with its date and commit).
 
     python benchmarks/scale.py [--sizes 1000 10000 50000] [--storage sqlite|postgresql]
-        [--postgres-url URL] [--front small|large] [--repeats 3] [--fresh] [--no-write]
+        [--postgres-url URL] [--front small|large] [--repeats 3] [--objective-trials N]
+        [--fresh] [--no-write]
 """
 
 from __future__ import annotations
@@ -113,7 +117,17 @@ def main() -> int:
     parser.add_argument(
         "--measured", type=int, default=5, help="trials added to time the bookkeeping"
     )
+    parser.add_argument(
+        "--objective-trials",
+        type=int,
+        default=None,
+        help="build at most this many trials through the Objective, the rest as copies "
+        "of those (fast; see Builder.clone); default: every trial through the Objective",
+    )
     parser.add_argument("--fresh", action="store_true", help="rebuild the databases")
+    parser.add_argument(
+        "--build-only", action="store_true", help="build (or top up) and measure nothing"
+    )
     parser.add_argument("--root", type=Path, default=ROOT, help="where the databases live")
     parser.add_argument("--no-write", action="store_true", help="leave BENCHMARKS.md alone")
     parser.add_argument("--benchmarks", type=Path, default=BENCHMARKS, help="file to write")
@@ -127,7 +141,10 @@ def main() -> int:
         database = Database(args.root, args.storage, args.front, size, args.postgres_url)
         if args.fresh:
             database.remove()
-        built = build(database, args.measured)
+        if args.build_only:
+            build(database, args.measured, args.objective_trials, time_at_n=False)
+            continue
+        built = build(database, args.measured, args.objective_trials)
         results = {**built, **measure(database, args.repeats)}
         results.update(
             storage=args.storage,
@@ -217,9 +234,12 @@ def git_commit() -> str:
 # --- building -----------------------------------------------------------------------------
 
 
-def build(database: Database, measured: int) -> dict[str, Any]:
-    """The real tiny study (once), synthetic trials up to `size - measured`, then
-    `measured` more, each timed: the per-trial bookkeeping at N."""
+def build(
+    database: Database, measured: int, objective_trials: int | None, time_at_n: bool = True
+) -> dict[str, Any]:
+    """The real tiny study (once), synthetic trials up to `size - measured` (through
+    the Objective up to `objective_trials`, copies of those after), then `measured`
+    more through the Objective, each timed: the per-trial bookkeeping at N."""
     from autocompress.api import run_study
     from autocompress.search import WarmStart
     from autocompress.store.trials import count_trials
@@ -252,7 +272,8 @@ def build(database: Database, measured: int) -> dict[str, Any]:
         if "fresh_bookkeeping" not in state:  # the same measure on the fresh study
             state["fresh_bookkeeping"] = builder.timed_trials(measured)
             database.save_state(state)
-        missing = database.size - measured - builder.n_trials()
+        through_objective = min(database.size, objective_trials or database.size)
+        missing = through_objective - measured - builder.n_trials()
         if missing > 0:
             before, started, cpu = builder.n_trials(), time.perf_counter(), time.process_time()
             try:
@@ -264,7 +285,14 @@ def build(database: Database, measured: int) -> dict[str, Any]:
                 state["build_cpu_s"] = state.get("build_cpu_s", 0.0) + time.process_time() - cpu
                 state["built_trials"] = state.get("built_trials", 0) + builder.n_trials() - before
                 database.save_state(state)
-        at_n = builder.timed_trials(measured)
+        missing = database.size - measured - builder.n_trials()
+        if missing > 0:
+            started = time.perf_counter()
+            builder.clone(missing, progress=f"{database.name}: copying")
+            state["clone_s"] = state.get("clone_s", 0.0) + time.perf_counter() - started
+            state["cloned_trials"] = state.get("cloned_trials", 0) + missing
+            database.save_state(state)
+        at_n = builder.timed_trials(measured) if time_at_n else None
     finally:
         builder.close()
     return {
@@ -273,6 +301,8 @@ def build(database: Database, measured: int) -> dict[str, Any]:
         "build_s": state.get("build_s"),
         "build_cpu_s": state.get("build_cpu_s"),
         "built_trials": state.get("built_trials", 0),
+        "cloned_trials": state.get("cloned_trials", 0),
+        "clone_s": state.get("clone_s"),
         "fresh_bookkeeping": state["fresh_bookkeeping"],
         "bookkeeping": at_n,
     }
@@ -356,6 +386,7 @@ class Builder:
         )
         self.curve = list(template.user_attrs.get("valid_score_by_epoch", []))
         self.objective.train_and_judge = self.train_and_judge  # type: ignore[method-assign]
+        self.database = database
         self.store = Store(config.storage_url)
         self.snapshots = FrontSnapshots(self.store)
         self.timing: dict[str, float] = {}
@@ -399,6 +430,94 @@ class Builder:
             self.study.optimize(self.objective, n_trials=count, callbacks=[self._snapshot, tick])
         finally:
             bar.close()
+
+    def clone(self, count: int, progress: str) -> None:
+        """Adds `count` copies of the synthetic trials built so far, cycled in number
+        order (so the shares on the front, infeasible and dominated stay as built), in
+        SQL: each copied trial's rows in Optuna's tables (params, values, user and system
+        attributes, intermediate values, heartbeat) under a new trial id and number, one
+        INSERT ... SELECT per table and block. So copies carry every attribute, artifact
+        reference and constraint of their trial, and none of the bookkeeping: no
+        per-trial front snapshot, no dashboard note (those of front members included).
+        The front is recorded once after them, computed from every trial, as after a
+        missed completion. (Optuna's `add_trials` does the same row by row, at about
+        10 trials a second here: 80 minutes for 50k.)"""
+        from optuna.storages._rdb import models
+        from sqlalchemy import create_engine, func, literal, select
+
+        from autocompress.search import record_front
+        from autocompress.store.trials import count_trials
+
+        trials = models.TrialModel.__table__
+        children = [
+            m.__table__
+            for m in (
+                models.TrialParamModel,
+                models.TrialValueModel,
+                models.TrialUserAttributeModel,
+                models.TrialSystemAttributeModel,
+                models.TrialIntermediateValueModel,
+                models.TrialHeartbeatModel,
+            )
+        ]
+        study_id = self.study._study_id
+        first = self.values.real_trials  # the synthetic trials: numbers first..last
+        last = count_trials(self.study) - 1
+        engine = create_engine(self.database.url)
+        bar = tqdm(total=count, desc=progress, unit="trial")
+        try:
+            done = 0
+            while done < count:
+                block = min(count - done, last - first + 1)
+                with engine.begin() as connection:
+                    next_id = connection.scalar(select(func.max(trials.c.trial_id))) + 1
+                    next_number = connection.scalar(
+                        select(func.max(trials.c.number)).where(trials.c.study_id == study_id)
+                    )
+                    source = (trials.c.study_id == study_id) & trials.c.number.between(
+                        first, first + block - 1
+                    )
+                    first_id = connection.scalar(select(func.min(trials.c.trial_id)).where(source))
+                    id_shift, number_shift = next_id - first_id, next_number + 1 - first
+                    columns = [c.name for c in trials.columns]
+                    shifted = {
+                        "trial_id": trials.c.trial_id + literal(id_shift),
+                        "number": trials.c.number + literal(number_shift),
+                    }
+                    connection.execute(
+                        trials.insert().from_select(
+                            columns,
+                            select(*(shifted.get(c, trials.c[c]) for c in columns)).where(source),
+                        )
+                    )
+                    for table in children:
+                        kept = [c.name for c in table.columns if not c.primary_key]
+                        picked = [
+                            table.c.trial_id + literal(id_shift) if c == "trial_id" else table.c[c]
+                            for c in kept
+                        ]
+                        connection.execute(
+                            table.insert().from_select(
+                                kept,
+                                select(*picked)
+                                .join(trials, trials.c.trial_id == table.c.trial_id)
+                                .where(source),
+                            )
+                        )
+                    if engine.dialect.name == "postgresql":  # ids given: move the sequence on
+                        connection.exec_driver_sql(
+                            "SELECT setval(pg_get_serial_sequence('trials', 'trial_id'), "
+                            "(SELECT max(trial_id) FROM trials))"
+                        )
+                done += block
+                bar.update(block)
+        finally:
+            bar.close()
+            engine.dispose()
+        self.values.skip(count)
+        known = self.snapshots.known
+        end = count_trials(self.study) - 1
+        record_front(self.store, self.study, end, from_every_trial=True, known=known)
 
     def timed_trials(self, count: int) -> dict[str, Any]:
         """Adds `count` trials one at a time; the median of each part, in ms."""
@@ -455,8 +574,14 @@ class SyntheticValues:
             "latency": template.user_attrs["measurement"]["latency_p50_ms"],
         }
         self.share = FRONT_SHARES[front]
+        self.real_trials = real_trials
         # Resumed: the synthetic trials already there, and how many of them are on the front.
         self.k = count_trials(real) - real_trials
+        self.on_front = math.floor(self.k * self.share)
+
+    def skip(self, count: int) -> None:
+        """`count` trials were added as copies: number the next ones after them."""
+        self.k += count
         self.on_front = math.floor(self.k * self.share)
 
     def next(self, recipe: Any) -> tuple[Any, Any]:
@@ -536,21 +661,33 @@ def summary(samples: list[float]) -> dict[str, float]:
 
 
 def front_in_process(database: Database, repeats: int) -> dict[str, Any]:
-    """The front computed from every complete trial of a newly loaded study (Optuna's
-    storage read included), and the snapshot read `autocompress front` makes."""
+    """The front computed in-process from every complete trial (`front_of`, the trials
+    already in memory: what a recomputation costs), Optuna's read of those trials on a
+    newly loaded study (apart: no command makes it), and the snapshot read `autocompress
+    front` makes."""
     from autocompress.api import stored_front
-    from autocompress.front import compute_front
+    from autocompress.front import front_of
 
-    computed, stored = [], []
+    loaded, computed, stored = [], [], []
     members = 0
     for _ in range(repeats):
         started = time.perf_counter()
-        members = len(compute_front(load(database.url)))
+        study = load(database.url)
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        loaded.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        members = len(front_of(complete, study))
         computed.append(time.perf_counter() - started)
+        del study, complete
         started = time.perf_counter()
         stored_front(database.study_file)
         stored.append(time.perf_counter() - started)
-    return {"front_members": members, "compute_s": summary(computed), "stored_s": summary(stored)}
+    return {
+        "front_members": members,
+        "load_s": summary(loaded),
+        "compute_s": summary(computed),
+        "stored_s": summary(stored),
+    }
 
 
 def cli_reads(database: Database, repeats: int) -> dict[str, Any]:
@@ -757,10 +894,11 @@ def section_lines(results: list[dict[str, Any]]) -> list[str]:
         "< 10 s; at 50k peak memory of `front` < 500 MB.",
         "",
         "| storage | front | trials | front members | `front --json` s | `front` peak MB "
-        "| `export` s | front computed s | snapshot read s | bookkeeping ms at N (fresh; ×) "
+        "| `export` s | front computed s | every trial loaded s | snapshot read s "
+        "| bookkeeping ms at N (fresh; ×) "
         "| snapshot ms at N | dashboard page s (again) | page MB | DB MB | snapshot tables MB "
         "(rows) | build s (CPU s) | measured |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         at_10k, at_50k = r["size"] == 10000, r["size"] == 50000
@@ -768,15 +906,19 @@ def section_lines(results: list[dict[str, Any]]) -> list[str]:
         now = r["bookkeeping"]["bookkeeping_ms"]
         ratio = now / fresh
         rows = sum(r["snapshot_rows"].values())
+        loaded = with_range(r["load_s"]) if "load_s" in r else "—"
         build = "—" if r.get("build_s") is None else f"{r['build_s']:.0f}"
         if r.get("build_cpu_s") is not None:
             build += f" ({r['build_cpu_s']:.0f} CPU)"
+        if r.get("cloned_trials"):
+            build += f"; {r['cloned_trials']:,} copied in {r['clone_s']:.0f} s"
         lines.append(
             f"| {r['storage']} | {r['front']} | {r['trials']:,} | {r['front_members']:,} "
             f"| {timed(r['front_cli_s'], 'front_s', at_10k)} "
             f"| {peak_mb(r['front_rss_mb'], at_50k)} "
             f"| {timed(r['export_cli_s'], 'export_s', at_10k)} "
-            f"| {timed(r['compute_s'], 'compute_s', at_10k)} | {with_range(r['stored_s'])} "
+            f"| {timed(r['compute_s'], 'compute_s', at_10k)} | {loaded} "
+            f"| {with_range(r['stored_s'])} "
             f"| {now:.1f} ({fresh:.1f}; {ratio:.1f}×)"
             f"{mark(ratio, TARGETS['bookkeeping_ratio'], at_10k)} "
             f"| {r['bookkeeping']['snapshot_ms']:.1f} "
@@ -790,20 +932,24 @@ def section_lines(results: list[dict[str, Any]]) -> list[str]:
         "",
         "What each column measures: `front --json` and `export` are cold whole processes "
         "(`python -m autocompress ...`, wall time, imports included); export uses policy "
-        "`fastest`, which picks a real trial, and the tiny study's `export.seeds: 1`, so "
-        "it trains nothing: it reads the front and the trial and writes the export folder. "
+        "`fastest`, which picks a real trial, and the tiny study's `export.seeds: 1`, so it "
+        "trains nothing: it reads the front and the trial and writes the export folder. "
         "`front` peak MB is the max RSS of that process (GNU time). Front computed: "
-        "`compute_front` on a newly loaded study (reading every complete trial); snapshot "
-        "read: `stored_front`, what `autocompress front` does. Bookkeeping: the median over "
-        "the added trials of the time from the (replaced) training's return to the end of "
-        "the trial: user attributes, constraints, model and report artifacts, the note, "
-        "Optuna's tell and the front snapshot; fresh: the same on the real study of "
-        "a few trials, before any synthetic one. Dashboard page: the first GET of "
+        "`front_of` on every complete trial, already in memory (what a recomputation costs: "
+        "the non-dominated sort and the members' rows); every trial loaded: Optuna's read of "
+        "the complete trials of a newly loaded study, which no command makes; snapshot read: "
+        "`stored_front`, what `autocompress front` does. Bookkeeping: the median over the "
+        "added trials of the time from the (replaced) training's return to the end of the "
+        "trial: user attributes, constraints, model and report artifacts, the note, Optuna's "
+        "tell and the front snapshot; fresh: the same on the real study of a few trials, "
+        "before any synthetic one. Dashboard page: the first GET of "
         "`/api/studies/<id>?after=0` (every trial, what the study page loads) on a newly "
-        "started `autocompress dashboard`, then the median of the others. DB MB: SQLite "
-        "file (and WAL), or every table of the PostgreSQL schema with indexes and TOAST. "
-        "Build s: adding the synthetic trials, one by one as a search would (wall time, "
-        "and this process's CPU time: on SQLite all of the work).",
+        "started `autocompress dashboard`, then the median of the others. DB MB: SQLite file "
+        "(and WAL), or every table of the PostgreSQL schema with indexes and TOAST. Build s: "
+        "adding the synthetic trials, one by one as a search would (wall time, and this "
+        "process's CPU time: on SQLite all of the work). Copied: trials added as copies of "
+        "the built ones (`--objective-trials`, see `Builder.clone`): the same attributes, no "
+        "per-trial snapshot or dashboard note.",
         "",
     ]
     return lines

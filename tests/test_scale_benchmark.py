@@ -13,11 +13,12 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from autocompress.front import TEACHER_ROLE
-from autocompress.store import optuna_storage
+from autocompress.front import TEACHER_ROLE, compute_front
+from autocompress.store import Store, optuna_storage
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 14
+COPIED = 24  # SIZE through the Objective, the rest copies (--objective-trials)
 
 
 def test_the_scale_benchmark_builds_a_real_layout_and_writes_its_table(tmp_path: Path) -> None:
@@ -26,7 +27,8 @@ def test_the_scale_benchmark_builds_a_real_layout_and_writes_its_table(tmp_path:
         [
             sys.executable,
             str(REPO / "benchmarks" / "scale.py"),
-            *("--sizes", str(SIZE), "--repeats", "1", "--measured", "2"),
+            *("--sizes", str(SIZE), str(COPIED), "--repeats", "1", "--measured", "2"),
+            *("--objective-trials", str(SIZE)),
             *("--root", str(tmp_path / "scale"), "--benchmarks", str(out)),
         ],
         cwd=tmp_path,
@@ -66,6 +68,29 @@ def test_the_scale_benchmark_builds_a_real_layout_and_writes_its_table(tmp_path:
         assert set(trial.user_attrs) == expected
         assert kinds(trial.system_attrs) == kinds(real[-1].system_attrs)
     assert len({json.dumps(t.params, sort_keys=True) for t in synthetic}) == len(synthetic)
+
+    # Copies: every attribute of the trial copied, the front recorded from every trial.
+    folder = tmp_path / "scale" / f"sqlite-small-{COPIED}"
+    results = json.loads((folder / "results.json").read_text())
+    assert results["trials"] == results["complete"] == COPIED
+    assert results["cloned_trials"] == COPIED - SIZE
+    url = f"sqlite:///{folder / 'study.db'}"
+    study = optuna.load_study(study_name="scale", storage=optuna_storage(url))
+    trials = study.get_trials()
+    built = SIZE - 2  # before the two timed trials
+    for copy in trials[built : built + results["cloned_trials"]]:
+        original = trials[results["real_trials"] + (copy.number - built) % (built - 4)]
+        assert (copy.params, copy.values, copy.user_attrs) == (
+            original.params,
+            original.values,
+            original.user_attrs,
+        )
+        assert copy.system_attrs == original.system_attrs
+    stored = Store(url).latest_front("scale")
+    assert stored is not None
+    assert [m["trial_number"] for m in stored.members] == [
+        m.trial_number for m in compute_front(study)
+    ]
 
 
 def kinds(system_attrs: dict) -> set[str]:

@@ -26,14 +26,14 @@ def study(tmp_path: Path) -> optuna.Study:
 def reads(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
     """The trial numbers each call reads (the real read, recorded)."""
     seen: list[list[int]] = []
-    real = twins_module.trials_by_numbers
+    real = twins_module.params_by_numbers
 
     def recorded(study: optuna.Study, numbers):  # noqa: ANN001, ANN202
         wanted = sorted(numbers)
         seen.append(wanted)
-        return real(study, wanted)
+        yield from real(study, wanted)
 
-    monkeypatch.setattr(twins_module, "trials_by_numbers", recorded)
+    monkeypatch.setattr(twins_module, "params_by_numbers", recorded)
     return seen
 
 
