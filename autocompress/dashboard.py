@@ -478,9 +478,17 @@ def read_only(app: Callable) -> Callable:
 
 
 def serve(
-    storage_url: str, artifact_dir: Path | None, host: str, port: int, *, writable: bool
+    storage_url: str,
+    artifact_dir: Path | None,
+    host: str,
+    port: int,
+    *,
+    writable: bool,
+    only_front: str | None = None,
 ) -> None:
-    """Run optuna-dashboard on the study database until interrupted."""
+    """Run optuna-dashboard on the study database until interrupted; with `only_front`
+    (a study name), on a view in which that study lists only its front and its teacher
+    (`dashboard_front.FrontOnlyStorage`): large studies open in seconds."""
     from wsgiref.simple_server import make_server
 
     import optuna_dashboard
@@ -495,6 +503,21 @@ def serve(
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # experimental-API warnings from the dashboard
-        app = optuna_dashboard.wsgi(optuna_storage(storage_url), artifact_store=store)
+        storage = optuna_storage(storage_url)
+        if only_front is None:
+            app = optuna_dashboard.wsgi(storage, artifact_store=store)
+        else:
+            from autocompress.dashboard_front import (
+                FrontOnlyStorage,
+                guard_whole_study,
+                snapshot_front_numbers,
+            )
+
+            view = FrontOnlyStorage(
+                storage, only_front, snapshot_front_numbers(storage_url, only_front)
+            )
+            app = guard_whole_study(
+                optuna_dashboard.wsgi(view, artifact_store=store), view.study_id
+            )
         with make_server(host, port, app if writable else read_only(app)) as server:
             server.serve_forever()
