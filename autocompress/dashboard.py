@@ -486,14 +486,16 @@ def serve(
     writable: bool,
     only_front: str | None = None,
 ) -> None:
-    """Run optuna-dashboard on the study database until interrupted; with `only_front`
-    (a study name), on a view in which that study lists only its front and its teacher
+    """Run optuna-dashboard on the study database until interrupted, its trials read
+    in bulk (`dashboard_storage.BulkReadStorage`); with `only_front` (a study name), on
+    a view in which that study lists only its front and its teacher
     (`dashboard_front.FrontOnlyStorage`): large studies open in seconds."""
     from wsgiref.simple_server import make_server
 
     import optuna_dashboard
     from optuna.artifacts import FileSystemArtifactStore
 
+    from autocompress.dashboard_storage import BulkReadStorage
     from autocompress.store import optuna_storage
 
     store = (
@@ -503,7 +505,7 @@ def serve(
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # experimental-API warnings from the dashboard
-        storage = optuna_storage(storage_url)
+        storage = BulkReadStorage(optuna_storage(storage_url))
         if only_front is None:
             app = optuna_dashboard.wsgi(storage, artifact_store=store)
         else:

@@ -23,21 +23,20 @@ import copy
 import re
 import threading
 import time
-from collections.abc import Callable, Container, Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Container, Iterable
 
 import optuna
 from optuna.storages import BaseStorage
-from optuna.study import StudyDirection
-from optuna.study._frozen import FrozenStudy
 from optuna.trial import FrozenTrial, TrialState
+
+from autocompress.dashboard_storage import ReadThroughStorage
 
 REFRESH_S = 5.0
 """How long a read of the front serves: a running study's front changes as trials
 complete; the study page polls every few seconds and must not read our tables each time."""
 
 
-class FrontOnlyStorage(BaseStorage):
+class FrontOnlyStorage(ReadThroughStorage):
     """A read-through view of `source` in which the study `study_name` lists only the
     trials on its latest front snapshot plus the teacher (by trial number, real ids).
 
@@ -54,10 +53,11 @@ class FrontOnlyStorage(BaseStorage):
         refresh_s: float = REFRESH_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        # Not `_inner`/`_backend`: autocompress's own helpers follow those to the RDB
-        # storage (`store.trials._rdb_backend`) and would count or read past the view.
-        self._source = source
-        self._study = optuna.load_study(study_name=study_name, storage=source)
+        super().__init__(source)
+        real = source
+        while isinstance(real, ReadThroughStorage):  # to the storage `trials_by_numbers` knows
+            real = real._source
+        self._study = optuna.load_study(study_name=study_name, storage=real)
         self.study_id = self._study._study_id
         self._front_numbers = front_numbers
         self._refresh_s = refresh_s
@@ -95,8 +95,8 @@ class FrontOnlyStorage(BaseStorage):
             numbers.add(self._teacher)
         return trials_by_numbers(self._study, numbers)
 
-    def _forget(self) -> None:
-        """A write went through: the next listing reads the trials again."""
+    def _changed(self) -> None:
+        """A write to a trial: the next listing reads the trials again."""
         with self._lock:
             self._listed = None
 
@@ -128,95 +128,7 @@ class FrontOnlyStorage(BaseStorage):
     def delete_study(self, study_id: int) -> None:
         if study_id == self.study_id:
             raise PermissionError(WHOLE_STUDY_REFUSAL)
-        self._source.delete_study(study_id)
-
-    # --- everything else reads and writes through
-
-    def create_new_study(
-        self, directions: Sequence[StudyDirection], study_name: str | None = None
-    ) -> int:
-        return self._source.create_new_study(directions, study_name)
-
-    def set_study_user_attr(self, study_id: int, key: str, value: Any) -> None:
-        self._source.set_study_user_attr(study_id, key, value)
-
-    def set_study_system_attr(self, study_id: int, key: str, value: Any) -> None:
-        self._source.set_study_system_attr(study_id, key, value)
-
-    def get_study_id_from_name(self, study_name: str) -> int:
-        return self._source.get_study_id_from_name(study_name)
-
-    def get_study_name_from_id(self, study_id: int) -> str:
-        return self._source.get_study_name_from_id(study_id)
-
-    def get_study_directions(self, study_id: int) -> list[StudyDirection]:
-        return self._source.get_study_directions(study_id)
-
-    def get_study_user_attrs(self, study_id: int) -> dict[str, Any]:
-        return self._source.get_study_user_attrs(study_id)
-
-    def get_study_system_attrs(self, study_id: int) -> dict[str, Any]:
-        return self._source.get_study_system_attrs(study_id)
-
-    def get_all_studies(self) -> list[FrozenStudy]:
-        return self._source.get_all_studies()
-
-    def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
-        self._forget()
-        return self._source.create_new_trial(study_id, template_trial)
-
-    def set_trial_param(
-        self, trial_id: int, param_name: str, param_value_internal: float, distribution: Any
-    ) -> None:
-        self._forget()
-        self._source.set_trial_param(trial_id, param_name, param_value_internal, distribution)
-
-    def get_trial_id_from_study_id_trial_number(self, study_id: int, trial_number: int) -> int:
-        return self._source.get_trial_id_from_study_id_trial_number(study_id, trial_number)
-
-    def get_trial_number_from_id(self, trial_id: int) -> int:
-        return self._source.get_trial_number_from_id(trial_id)
-
-    def get_trial_param(self, trial_id: int, param_name: str) -> float:
-        return self._source.get_trial_param(trial_id, param_name)
-
-    def set_trial_state_values(
-        self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
-    ) -> bool:
-        self._forget()
-        return self._source.set_trial_state_values(trial_id, state, values)
-
-    def set_trial_intermediate_value(
-        self, trial_id: int, step: int, intermediate_value: float
-    ) -> None:
-        self._forget()
-        self._source.set_trial_intermediate_value(trial_id, step, intermediate_value)
-
-    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
-        self._forget()
-        self._source.set_trial_user_attr(trial_id, key, value)
-
-    def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
-        self._forget()  # an uploaded artifact's record, say
-        self._source.set_trial_system_attr(trial_id, key, value)
-
-    def get_trial(self, trial_id: int) -> FrozenTrial:
-        return self._source.get_trial(trial_id)
-
-    def get_trial_params(self, trial_id: int) -> dict[str, Any]:
-        return self._source.get_trial_params(trial_id)
-
-    def get_trial_user_attrs(self, trial_id: int) -> dict[str, Any]:
-        return self._source.get_trial_user_attrs(trial_id)
-
-    def get_trial_system_attrs(self, trial_id: int) -> dict[str, Any]:
-        return self._source.get_trial_system_attrs(trial_id)
-
-    def remove_session(self) -> None:
-        self._source.remove_session()
-
-    def check_trial_is_updatable(self, trial_id: int, trial_state: TrialState) -> None:
-        self._source.check_trial_is_updatable(trial_id, trial_state)
+        super().delete_study(study_id)
 
 
 def snapshot_front_numbers(storage_url: str, study_name: str) -> Callable[[], list[int]]:

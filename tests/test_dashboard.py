@@ -488,3 +488,61 @@ def test_only_front_needs_a_study_file(tmp_path: Path) -> None:
     process = autocompress_cli("dashboard", "--only-front", cwd=tmp_path)
     assert process.returncode == 2
     assert "--only-front" in process.stderr and "Traceback" not in process.stderr
+
+
+def test_bulk_read_builds_the_trials_optuna_builds(study: tuple[StudyResult, Path]) -> None:
+    """The dashboard's storage reads a study's trials as plain rows: the same trials,
+    attributes and params in the same order, as Optuna's RDB storage builds them."""
+    from autocompress.dashboard_storage import BulkReadStorage
+    from autocompress.store import optuna_storage
+
+    result, _ = study
+    optuna_side = optuna_storage(result.loaded.config.storage_url)
+    bulk = BulkReadStorage(optuna_side)
+    study_id = result.study._study_id
+    for states in (None, (TrialState.COMPLETE,), (TrialState.FAIL, TrialState.PRUNED)):
+        expected = optuna_side.get_all_trials(study_id, states=states)
+        got = bulk.get_all_trials(study_id, states=states)
+        assert got == expected
+        for ours, theirs in zip(got, expected, strict=True):
+            assert vars(ours) == vars(theirs)
+            for name in ("params", "distributions", "user_attrs", "system_attrs"):
+                assert list(getattr(ours, name)) == list(getattr(theirs, name))
+    assert bulk.get_all_trials(study_id, states=(TrialState.COMPLETE,))
+    assert bulk.get_n_trials(study_id) == len(result.study.trials)
+    with pytest.raises(KeyError):
+        bulk.get_all_trials(study_id + 1000)
+
+
+def test_bulk_read_keeps_intermediate_values_infinities_and_every_distribution(
+    tmp_path: Path,
+) -> None:
+    """What our trials do not store but Optuna's may: intermediate values (nan and
+    infinities among them), infinite objectives, int/log/categorical params, failures."""
+    from autocompress.dashboard_storage import BulkReadStorage
+    from autocompress.store import optuna_storage
+
+    storage = optuna_storage(f"sqlite:///{tmp_path / 'other.db'}")
+    other = optuna.create_study(storage=storage, directions=["minimize", "maximize"])
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        x = trial.suggest_float("x", 1e-3, 1.0, log=True)
+        n = trial.suggest_int("n", 1, 9, step=2)
+        kind = trial.suggest_categorical("kind", ["a", None, 3])
+        for step, value in enumerate([x, float("inf"), float("-inf"), float("nan")]):
+            trial.report(value, step)
+        trial.set_user_attr("kind", kind)
+        if trial.number == 2:
+            raise RuntimeError("a failed trial")
+        return (float("inf") if trial.number == 1 else x * n), float("-inf")
+
+    other.optimize(objective, n_trials=4, catch=(RuntimeError,))
+    expected = storage.get_all_trials(other._study_id)
+    got = BulkReadStorage(storage).get_all_trials(other._study_id)
+    assert [t.state for t in got] == [t.state for t in expected]
+    assert TrialState.FAIL in {t.state for t in got}
+    for ours, theirs in zip(got, expected, strict=True):
+        nan_free = {k: v for k, v in vars(ours).items() if k != "_intermediate_values"}
+        assert nan_free == {k: v for k, v in vars(theirs).items() if k != "_intermediate_values"}
+        assert list(ours.intermediate_values) == list(theirs.intermediate_values)
+        assert repr(ours.intermediate_values) == repr(theirs.intermediate_values)  # nan == nan
