@@ -546,3 +546,43 @@ def test_bulk_read_keeps_intermediate_values_infinities_and_every_distribution(
         assert nan_free == {k: v for k, v in vars(theirs).items() if k != "_intermediate_values"}
         assert list(ours.intermediate_values) == list(theirs.intermediate_values)
         assert repr(ours.intermediate_values) == repr(theirs.intermediate_values)  # nan == nan
+
+
+def test_fast_best_trials_are_optuna_dashboards(study: tuple[StudyResult, Path]) -> None:
+    """The study page's front, computed in O(n log n), is the one optuna-dashboard's
+    pairwise loop finds: on the real study, and on ties, infinities, unfinished and
+    failed trials for two and three objectives."""
+    import random
+
+    from optuna.study import StudyDirection
+    from optuna.trial import create_trial
+    from optuna_dashboard._pareto_front import get_pareto_front_trials
+
+    from autocompress.dashboard import dashboard_best_trials
+
+    result, _ = study
+    real = result.study.get_trials(deepcopy=False)
+    directions = result.study.directions
+    assert dashboard_best_trials(real, directions) == get_pareto_front_trials(real, directions)
+
+    rng = random.Random(0)
+    for directions in (
+        [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE],
+        [StudyDirection.MAXIMIZE, StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE],
+    ):
+        trials = []
+        for number in range(400):
+            state = rng.choice([TrialState.COMPLETE] * 8 + [TrialState.FAIL, TrialState.RUNNING])
+            values = [rng.choice([0.0, 0.5, 1.0, rng.random()]) for _ in directions]
+            if number % 97 == 0:
+                values[0] = rng.choice([float("inf"), float("-inf")])
+            trial = create_trial(
+                state=state, values=values if state == TrialState.COMPLETE else None
+            )
+            trial.number, trial._trial_id = number, number + 1
+            trials.append(trial)
+        expected = get_pareto_front_trials(trials, directions)
+        assert [t.number for t in dashboard_best_trials(trials, directions)] == [
+            t.number for t in expected
+        ]
+        assert len(expected) > 1
