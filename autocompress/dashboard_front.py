@@ -6,7 +6,9 @@ optuna-dashboard reads and serialises every trial of a study each time its page 
 optuna#5909): about 3 s per 1,000 trials of ours, so a study of 10,000 trials takes
 half a minute to open. The front is what people open a large study for; here the
 study's trial listing is the members of its latest front snapshot (our own tables,
-`Store.latest_front`) and the teacher, read by number in one query.
+`Store.latest_front`) and the teacher, read by number in one query. While the study
+runs, trials that join the front are appended and those that leave it stay listed:
+optuna-dashboard's page reads trials by position (`FrontOnlyStorage._read_listing`).
 
 Everything else reads through to the real storage: trial ids and numbers are the
 real ones, so notes (study system attributes), artifacts (trial system attributes)
@@ -38,7 +40,8 @@ complete; the study page polls every few seconds and must not read our tables ea
 
 class FrontOnlyStorage(ReadThroughStorage):
     """A read-through view of `source` in which the study `study_name` lists only the
-    trials on its latest front snapshot plus the teacher (by trial number, real ids).
+    trials on its latest front snapshot plus the teacher (by trial number, real ids;
+    while the study runs, trials that join the front are appended: `_read_listing`).
 
     `get_all_trials`, `get_n_trials` and `get_best_trial` of that study agree with one
     another (the best trial is chosen among the listed ones); every other call, and
@@ -66,11 +69,12 @@ class FrontOnlyStorage(ReadThroughStorage):
         self._listed: list[FrozenTrial] | None = None
         self._read_at = 0.0
         self._teacher: int | None = None  # a completed teacher stays the teacher
+        self._order: list[int] = []  # trial numbers, in the order they were first listed
 
     # --- the viewed study's trial listing
 
     def listed_numbers(self) -> list[int]:
-        """The numbers of the trials the view lists now (front members and teacher)."""
+        """The numbers of the trials the view lists now, in its order."""
         return [trial.number for trial in self._listing()]
 
     def _listing(self) -> list[FrozenTrial]:
@@ -84,6 +88,14 @@ class FrontOnlyStorage(ReadThroughStorage):
         return listed
 
     def _read_listing(self) -> list[FrozenTrial]:
+        """The front's members and the teacher: by number at first, then each trial
+        that joins the front appended, and none removed.
+
+        optuna-dashboard's page asks only for the trials after those it has
+        (`?after=N`, by position) and keeps the first N it got: a listing that dropped
+        or inserted a trial would show a mix of old and new fronts until reloaded. So
+        a trial that leaves the front stays listed (the page's own Pareto front, from
+        `best_trials`, no longer marks it), like the note it got in the note panel."""
         from autocompress.front import teacher_member
         from autocompress.store.trials import trials_by_numbers
 
@@ -93,7 +105,9 @@ class FrontOnlyStorage(ReadThroughStorage):
             self._teacher = None if teacher is None else teacher.trial_number
         if self._teacher is not None:
             numbers.add(self._teacher)
-        return trials_by_numbers(self._study, numbers)
+        self._order += sorted(numbers - set(self._order))
+        by_number = {t.number: t for t in trials_by_numbers(self._study, self._order)}
+        return [by_number[n] for n in self._order if n in by_number]
 
     def _changed(self) -> None:
         """A write to a trial: the next listing reads the trials again."""
