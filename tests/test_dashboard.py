@@ -31,7 +31,7 @@ from autocompress.changes import drops_and_constraints
 from autocompress.config import ConstraintsConfig
 from autocompress.dashboard import NOTE_FILE, completed_trial_note, named_constraints
 from autocompress.front import TEACHER_ROLE, compute_front, front_of, teacher_member
-from tests.conftest import REPO, autocompress_cli, tiny_study_dict, write_study
+from tests.conftest import REPO, autocompress_cli, empty_database, tiny_study_dict, write_study
 
 TEST_ARTIFACTS = REPO / "test-artifacts"
 
@@ -522,15 +522,22 @@ def test_bulk_read_builds_the_trials_optuna_builds(study: tuple[StudyResult, Pat
         bulk.get_all_trials(study_id + 1000)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def other_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database: SQLite, or a PostgreSQL schema (skipped without a server)."""
+    yield from empty_database(request.param, tmp_path / "other.db", "bulk_read")
+
+
 def test_bulk_read_keeps_intermediate_values_infinities_and_every_distribution(
-    tmp_path: Path,
+    other_database: str,
 ) -> None:
     """What our trials do not store but Optuna's may: intermediate values (nan and
-    infinities among them), infinite objectives, int/log/categorical params, failures."""
+    infinities among them), infinite objectives, int/log/categorical params, failures;
+    on SQLite and PostgreSQL."""
     from autocompress.dashboard_storage import BulkReadStorage
     from autocompress.store import optuna_storage
 
-    storage = optuna_storage(f"sqlite:///{tmp_path / 'other.db'}")
+    storage = optuna_storage(other_database)
     other = optuna.create_study(storage=storage, directions=["minimize", "maximize"])
 
     def objective(trial: optuna.Trial) -> tuple[float, float]:
