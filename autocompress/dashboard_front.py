@@ -2,9 +2,9 @@
 which one study lists only its front and its teacher.
 
 optuna-dashboard reads and serialises every trial of a study each time its page loads
-(optuna-dashboard#385; Optuna's RDB storage builds every trial from five tables,
-optuna#5909): about 3 s per 1,000 trials of ours, so a study of 10,000 trials takes
-half a minute to open. The front is what people open a large study for; here the
+(optuna-dashboard#385, optuna#5909): 3.2 s per 1,000 trials of ours as they come, still
+about 1.5 ms a trial with the bulk read and the fast front of `autocompress.dashboard`
+(`serve`), so over 10 s at 10,000 trials. The front is what people open a large study for; here the
 study's trial listing is the members of its latest front snapshot (our own tables,
 `Store.latest_front`) and the teacher, read by number in one query. While the study
 runs, trials that join the front are appended and those that leave it stay listed:
