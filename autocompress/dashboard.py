@@ -477,15 +477,57 @@ def read_only(app: Callable) -> Callable:
     return guarded
 
 
+def dashboard_best_trials(trials: Sequence[Any], directions: Sequence[Any]) -> list[Any]:
+    """optuna-dashboard's `best_trials` (the complete trials no other complete trial
+    dominates, in the given order; equal values all kept), in O(n log n).
+
+    optuna-dashboard 0.21 computes it pairwise for three objectives or more
+    (`_pareto_front._get_pareto_front_trials_nd`, "TODO: Optimize"): 0.15 s at 1,000
+    trials of ours, 14.5 s at 10,000, on every study page request."""
+    from optuna.trial import TrialState
+
+    from autocompress.pareto import pareto_front
+
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not complete:
+        return []
+    values = [list(t.values) for t in complete]
+    names = [d.name.lower() for d in directions]
+    return [complete[i] for i in pareto_front(values, names)]
+
+
+def use_fast_best_trials() -> bool:
+    """Have optuna-dashboard's study page compute `best_trials` with
+    `dashboard_best_trials`; whether it could (optuna-dashboard is pinned to 0.21, where
+    the study page calls `_app.get_pareto_front_trials(trials=, directions=)`)."""
+    from optuna_dashboard import _app
+
+    if not callable(getattr(_app, "get_pareto_front_trials", None)):
+        return False
+    _app.get_pareto_front_trials = dashboard_best_trials  # type: ignore[attr-defined]
+    return True
+
+
 def serve(
-    storage_url: str, artifact_dir: Path | None, host: str, port: int, *, writable: bool
+    storage_url: str,
+    artifact_dir: Path | None,
+    host: str,
+    port: int,
+    *,
+    writable: bool,
+    only_front: str | None = None,
 ) -> None:
-    """Run optuna-dashboard on the study database until interrupted."""
+    """Run optuna-dashboard on the study database until interrupted, its trials read
+    in bulk (`dashboard_storage.BulkReadStorage`) and its front found in O(n log n)
+    (`use_fast_best_trials`); with `only_front` (a study name), on
+    a view in which that study lists only its front and its teacher
+    (`dashboard_front.FrontOnlyStorage`): large studies open in seconds."""
     from wsgiref.simple_server import make_server
 
     import optuna_dashboard
     from optuna.artifacts import FileSystemArtifactStore
 
+    from autocompress.dashboard_storage import BulkReadStorage
     from autocompress.store import optuna_storage
 
     store = (
@@ -493,8 +535,24 @@ def serve(
         if artifact_dir is not None and artifact_dir.is_dir()
         else None
     )
+    use_fast_best_trials()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # experimental-API warnings from the dashboard
-        app = optuna_dashboard.wsgi(optuna_storage(storage_url), artifact_store=store)
+        storage = BulkReadStorage(optuna_storage(storage_url))
+        if only_front is None:
+            app = optuna_dashboard.wsgi(storage, artifact_store=store)
+        else:
+            from autocompress.dashboard_front import (
+                FrontOnlyStorage,
+                guard_whole_study,
+                snapshot_front_numbers,
+            )
+
+            view = FrontOnlyStorage(
+                storage, only_front, snapshot_front_numbers(storage_url, only_front)
+            )
+            app = guard_whole_study(
+                optuna_dashboard.wsgi(view, artifact_store=store), view.study_id
+            )
         with make_server(host, port, app if writable else read_only(app)) as server:
             server.serve_forever()

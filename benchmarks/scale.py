@@ -646,6 +646,7 @@ def measure(database: Database, repeats: int) -> dict[str, Any]:
     results.update(front_in_process(database, repeats))
     results.update(cli_reads(database, repeats))
     results.update(dashboard(database, repeats))
+    results.update(dashboard(database, repeats, only_front=True))
     results.update(database_size(database))
     return results
 
@@ -741,12 +742,16 @@ def fetch(url: str, timeout: float = 600) -> bytes:
         return response.read()
 
 
-def dashboard(database: Database, repeats: int) -> dict[str, Any]:
+def dashboard(database: Database, repeats: int, only_front: bool = False) -> dict[str, Any]:
     """`autocompress dashboard` on the study: the time to serve the study page's trial
-    list (`/api/studies/<id>?after=0`, every trial), first and again, and its size."""
+    list (`/api/studies/<id>?after=0`, every trial), first and again, and its size.
+    With `only_front`, `autocompress dashboard --only-front` (the front and the
+    teacher): `dashboard_front_*` keys."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "autocompress", "dashboard", str(database.study_file)]
+    if only_front:
+        command.append("--only-front")
     process = subprocess.Popen(
         [*command, "--port", str(port), "--host", "127.0.0.1"],
         cwd=database.folder,
@@ -777,6 +782,13 @@ def dashboard(database: Database, repeats: int) -> dict[str, Any]:
     finally:
         process.terminate()
         process.wait(timeout=30)
+    if only_front:
+        return {
+            "dashboard_front_first_s": times[0],
+            "dashboard_front_again_s": summary(times[1:] or times),
+            "dashboard_front_mb": len(page) / 1e6,
+            "dashboard_front_trials": len(json.loads(page)["trials"]),
+        }
     return {
         "dashboard_up_s": up_s,
         "dashboard_first_s": times[0],
@@ -896,9 +908,9 @@ def section_lines(results: list[dict[str, Any]]) -> list[str]:
         "| storage | front | trials | front members | `front --json` s | `front` peak MB "
         "| `export` s | front computed s | every trial loaded s | snapshot read s "
         "| bookkeeping ms at N (fresh; ×) "
-        "| snapshot ms at N | dashboard page s (again) | page MB | DB MB | snapshot tables MB "
-        "(rows) | build s (CPU s) | measured |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| snapshot ms at N | dashboard page s (again) | page MB | `--only-front` page s "
+        "(MB) | DB MB | snapshot tables MB (rows) | build s (CPU s) | measured |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         at_10k, at_50k = r["size"] == 10000, r["size"] == 50000
@@ -925,7 +937,8 @@ def section_lines(results: list[dict[str, Any]]) -> list[str]:
             f"| {r['dashboard_first_s']:.2f}"
             f"{mark(r['dashboard_first_s'], TARGETS['dashboard_s'], at_10k)} "
             f"({r['dashboard_again_s']['median']:.2f}) | {r['dashboard_mb']:.1f} "
-            f"| {r['database_mb']:.1f} | {r['snapshot_mb']:.1f} ({rows:,}) | {build} "
+            f"| {front_page(r)} | {r['database_mb']:.1f} "
+            f"| {r['snapshot_mb']:.1f} ({rows:,}) | {build} "
             f"| {r['measured_at']} {r['commit']} |"
         )
     lines += [
@@ -944,15 +957,24 @@ def section_lines(results: list[dict[str, Any]]) -> list[str]:
         "tell and the front snapshot; fresh: the same on the real study of a few trials, "
         "before any synthetic one. Dashboard page: the first GET of "
         "`/api/studies/<id>?after=0` (every trial, what the study page loads) on a newly "
-        "started `autocompress dashboard`, then the median of the others. DB MB: SQLite file "
-        "(and WAL), or every table of the PostgreSQL schema with indexes and TOAST. Build s: "
-        "adding the synthetic trials, one by one as a search would (wall time, and this "
-        "process's CPU time: on SQLite all of the work). Copied: trials added as copies of "
-        "the built ones (`--objective-trials`, see `Builder.clone`): the same attributes, no "
-        "per-trial snapshot or dashboard note.",
+        "started `autocompress dashboard`, then the median of the others; `--only-front`: "
+        "the first GET on `autocompress dashboard --only-front` (the front and the teacher "
+        "only) and its size. DB MB: SQLite file (and WAL), or every table of the PostgreSQL "
+        "schema with indexes and TOAST. Build s: adding the synthetic trials, one by one as "
+        "a search would (wall time, and this process's CPU time: on SQLite all of the "
+        "work). Copied: trials added as copies of the built ones (`--objective-trials`, see "
+        "`Builder.clone`): the same attributes, no per-trial snapshot or dashboard note.",
         "",
     ]
     return lines
+
+
+def front_page(r: dict[str, Any]) -> str:
+    """`0.07 (0.22)`: the `--only-front` study page's first GET and MB (`—` for results
+    measured before it existed)."""
+    if r.get("dashboard_front_first_s") is None:
+        return "—"
+    return f"{r['dashboard_front_first_s']:.2f} ({r['dashboard_front_mb']:.2f})"
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pytest
+import yaml
 from optuna.trial import TrialState
 
 from autocompress import run_study
@@ -28,8 +30,8 @@ from autocompress.api import TEACHER_ATTR, StudyResult
 from autocompress.changes import drops_and_constraints
 from autocompress.config import ConstraintsConfig
 from autocompress.dashboard import NOTE_FILE, completed_trial_note, named_constraints
-from autocompress.front import TEACHER_ROLE, front_of
-from tests.conftest import REPO, autocompress_cli, tiny_study_dict, write_study
+from autocompress.front import TEACHER_ROLE, compute_front, front_of, teacher_member
+from tests.conftest import REPO, autocompress_cli, empty_database, tiny_study_dict, write_study
 
 TEST_ARTIFACTS = REPO / "test-artifacts"
 
@@ -357,3 +359,245 @@ def test_loopback_dashboard_is_writable_by_default(server: str) -> None:
         if s["study_name"] == "scratch"
     ]
     assert send(f"{server}/api/studies/{scratch['study_id']}", "DELETE") == 204
+
+
+# --- `--only-front`: the study lists its front and its teacher only (issue 16)
+
+
+@pytest.fixture(scope="module")
+def front_copy(study: tuple[StudyResult, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the study (database and artifacts) for the `--only-front` dashboard,
+    which writes a note: the shared study's notes stay as the tests above expect."""
+    _, path = study
+    folder = tmp_path_factory.mktemp("front-copy") / "study"
+    shutil.copytree(path.parent, folder)
+    definition = yaml.safe_load(path.read_text())
+    definition["storage"] = f"sqlite:///{folder / 'study.db'}"
+    definition["artifacts_dir"] = str(folder / "artifacts")
+    definition["export"]["dir"] = str(folder / "exports")
+    return write_study(folder, definition)
+
+
+def front_and_teacher(study: Any) -> set[int]:
+    """What `--only-front` must list: the study's front, computed from every trial,
+    and its teacher."""
+    teacher = teacher_member(study)
+    assert teacher is not None
+    return {m.trial_number for m in compute_front(study)} | {teacher.trial_number}
+
+
+def test_only_front_lists_the_front_and_the_teacher_with_their_notes_and_artifacts(
+    study: tuple[StudyResult, Path], front_copy: Path
+) -> None:
+    result, _ = study
+    shown_numbers = front_and_teacher(result.study)
+    real = {t.number: t for t in result.study.trials}
+    with dashboard_process(front_copy, "--only-front") as base:
+        detail = study_detail(base, "dash")
+        served = {t["number"]: t for t in detail["trials"]}
+        assert set(served) == shown_numbers
+        assert {t["number"] for t in detail["best_trials"]} <= shown_numbers
+        member = next(
+            n for n in sorted(shown_numbers) if real[n].user_attrs.get("role") != "teacher"
+        )
+        shown = served[member]
+        # Real ids and numbers: notes and artifacts resolve as without the view.
+        assert shown["trial_id"] == real[member]._trial_id
+        body = served_note_md(base, shown)
+        assert "Pass chain" in body and real[member].user_attrs["recipe_summary"] in body
+        assert shown["note"]["body"] == body  # a front member's note is in the panel
+        (model,) = [a for a in shown["artifacts"] if a["filename"] == "model.onnx"]
+        url = f"{base}/artifacts/{shown['study_id']}/{shown['trial_id']}/{model['artifact_id']}"
+        with urllib.request.urlopen(url) as response:
+            stored = front_copy.parent / "artifacts" / "trials" / model["artifact_id"]
+            assert response.read() == stored.read_bytes()
+        # Editing a member's note goes through to the real storage.
+        note_url = f"{base}/api/studies/{shown['study_id']}/{shown['trial_id']}/note"
+        version = shown["note"]["version"] + 1
+        assert send(note_url, "PUT", {"version": version, "body": "edited"}) == 204
+        edited = {t["number"]: t for t in study_detail(base, "dash")["trials"]}[member]
+        assert edited["note"] == {"version": version, "body": "edited"}
+        # Renaming or deleting the study would act on the listed trials only: refused.
+        study_id = shown["study_id"]
+        assert send(f"{base}/api/studies/{study_id}/rename", "POST", {"study_name": "x"}) == 403
+        assert send(f"{base}/api/studies/{study_id}", "DELETE") == 403
+        names = [s["study_name"] for s in get_json(f"{base}/api/studies")["study_summaries"]]
+        assert names == ["dash"]
+    # Without the view the copy still has every trial, and the edited note.
+    copied = optuna.load_study(
+        study_name="dash", storage=f"sqlite:///{front_copy.parent / 'study.db'}"
+    )
+    assert len(copied.trials) == len(result.study.trials)
+    with dashboard_process(front_copy) as base:
+        assert {t["number"] for t in study_detail(base, "dash")["trials"]} == set(real)
+
+
+def test_only_front_view_counts_what_it_lists_and_rereads_the_front_at_most_every_refresh(
+    study: tuple[StudyResult, Path],
+) -> None:
+    """In process, on the study's own storage: the listing, the count and the best
+    trial agree; the front is read again only once `refresh_s` has passed, and a trial
+    that joins it is appended."""
+    from autocompress.dashboard_front import FrontOnlyStorage, snapshot_front_numbers
+    from autocompress.store import optuna_storage
+
+    result, _ = study
+    url = result.loaded.config.storage_url
+    reads: list[int] = []
+    snapshot = snapshot_front_numbers(url, "dash")
+    shown = front_and_teacher(result.study)
+    outside = [t.number for t in result.study.trials if t.number not in shown]
+    if not outside:
+        pytest.skip("every trial of this run is on the front")
+    fronts = [snapshot(), outside[:1]]  # the stored front, then one of another trial
+
+    def front_numbers() -> list[int]:
+        reads.append(1)
+        return fronts[min(len(reads), len(fronts)) - 1]
+
+    now = [0.0]
+    view = FrontOnlyStorage(
+        optuna_storage(url), "dash", front_numbers, refresh_s=5.0, clock=lambda: now[0]
+    )
+    study_id = view.study_id
+    listed = view.get_all_trials(study_id)
+    assert {t.number for t in listed} == shown
+    assert view.get_n_trials(study_id) == len(listed)
+    complete = view.get_all_trials(study_id, states=(TrialState.COMPLETE,))
+    assert view.get_n_trials(study_id, TrialState.COMPLETE) == len(complete)
+    assert view.get_n_trials(study_id, TrialState.FAIL) == 0
+    with pytest.raises(RuntimeError):  # three objectives: as Optuna says, over the listed
+        view.get_best_trial(study_id)
+    listed[0].user_attrs["changed"] = True  # a deep copy by default
+    assert "changed" not in view.get_all_trials(study_id)[0].user_attrs
+    # Single trials read through: one not listed is still there by id and number.
+    hidden = [t for t in result.study.trials if t.number not in view.listed_numbers()]
+    assert hidden
+    for trial in hidden:
+        assert view.get_trial(trial._trial_id).number == trial.number
+        assert view.get_trial_id_from_study_id_trial_number(study_id, trial.number) == (
+            trial._trial_id
+        )
+    # The front is re-read once the refresh has passed, not on every call; a trial
+    # that joins it is appended and none is dropped (the page reads by position).
+    first = view.listed_numbers()
+    assert first == sorted(first)
+    now[0] = 4.9
+    view.get_all_trials(study_id)
+    assert len(reads) == 1
+    now[0] = 5.0
+    assert view.listed_numbers() == first + outside[:1] and len(reads) == 2
+    assert view.get_n_trials(study_id) == len(view.get_all_trials(study_id))
+    with pytest.raises(PermissionError):
+        view.delete_study(study_id)
+
+
+def test_only_front_needs_a_study_file(tmp_path: Path) -> None:
+    process = autocompress_cli("dashboard", "--only-front", cwd=tmp_path)
+    assert process.returncode == 2
+    assert "--only-front" in process.stderr and "Traceback" not in process.stderr
+
+
+def test_bulk_read_builds_the_trials_optuna_builds(study: tuple[StudyResult, Path]) -> None:
+    """The dashboard's storage reads a study's trials as plain rows: the same trials,
+    attributes and params in the same order, as Optuna's RDB storage builds them."""
+    from autocompress.dashboard_storage import BulkReadStorage
+    from autocompress.store import optuna_storage
+
+    result, _ = study
+    optuna_side = optuna_storage(result.loaded.config.storage_url)
+    bulk = BulkReadStorage(optuna_side)
+    study_id = result.study._study_id
+    for states in (None, (TrialState.COMPLETE,), (TrialState.FAIL, TrialState.PRUNED)):
+        expected = optuna_side.get_all_trials(study_id, states=states)
+        got = bulk.get_all_trials(study_id, states=states)
+        assert got == expected
+        for ours, theirs in zip(got, expected, strict=True):
+            assert vars(ours) == vars(theirs)
+            for name in ("params", "distributions", "user_attrs", "system_attrs"):
+                assert list(getattr(ours, name)) == list(getattr(theirs, name))
+    assert bulk.get_all_trials(study_id, states=(TrialState.COMPLETE,))
+    assert bulk.get_n_trials(study_id) == len(result.study.trials)
+    with pytest.raises(KeyError):
+        bulk.get_all_trials(study_id + 1000)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def other_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database: SQLite, or a PostgreSQL schema (skipped without a server)."""
+    yield from empty_database(request.param, tmp_path / "other.db", "bulk_read")
+
+
+def test_bulk_read_keeps_intermediate_values_infinities_and_every_distribution(
+    other_database: str,
+) -> None:
+    """What our trials do not store but Optuna's may: intermediate values (nan and
+    infinities among them), infinite objectives, int/log/categorical params, failures;
+    on SQLite and PostgreSQL."""
+    from autocompress.dashboard_storage import BulkReadStorage
+    from autocompress.store import optuna_storage
+
+    storage = optuna_storage(other_database)
+    other = optuna.create_study(storage=storage, directions=["minimize", "maximize"])
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        x = trial.suggest_float("x", 1e-3, 1.0, log=True)
+        n = trial.suggest_int("n", 1, 9, step=2)
+        kind = trial.suggest_categorical("kind", ["a", None, 3])
+        for step, value in enumerate([x, float("inf"), float("-inf"), float("nan")]):
+            trial.report(value, step)
+        trial.set_user_attr("kind", kind)
+        if trial.number == 2:
+            raise RuntimeError("a failed trial")
+        return (float("inf") if trial.number == 1 else x * n), float("-inf")
+
+    other.optimize(objective, n_trials=4, catch=(RuntimeError,))
+    expected = storage.get_all_trials(other._study_id)
+    got = BulkReadStorage(storage).get_all_trials(other._study_id)
+    assert [t.state for t in got] == [t.state for t in expected]
+    assert TrialState.FAIL in {t.state for t in got}
+    for ours, theirs in zip(got, expected, strict=True):
+        nan_free = {k: v for k, v in vars(ours).items() if k != "_intermediate_values"}
+        assert nan_free == {k: v for k, v in vars(theirs).items() if k != "_intermediate_values"}
+        assert list(ours.intermediate_values) == list(theirs.intermediate_values)
+        assert repr(ours.intermediate_values) == repr(theirs.intermediate_values)  # nan == nan
+
+
+def test_fast_best_trials_are_optuna_dashboards(study: tuple[StudyResult, Path]) -> None:
+    """The study page's front, computed in O(n log n), is the one optuna-dashboard's
+    pairwise loop finds: on the real study, and on ties, infinities, unfinished and
+    failed trials for two and three objectives."""
+    import random
+
+    from optuna.study import StudyDirection
+    from optuna.trial import create_trial
+    from optuna_dashboard._pareto_front import get_pareto_front_trials
+
+    from autocompress.dashboard import dashboard_best_trials
+
+    result, _ = study
+    real = result.study.get_trials(deepcopy=False)
+    directions = result.study.directions
+    assert dashboard_best_trials(real, directions) == get_pareto_front_trials(real, directions)
+
+    rng = random.Random(0)
+    for directions in (
+        [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE],
+        [StudyDirection.MAXIMIZE, StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE],
+    ):
+        trials = []
+        for number in range(400):
+            state = rng.choice([TrialState.COMPLETE] * 8 + [TrialState.FAIL, TrialState.RUNNING])
+            values = [rng.choice([0.0, 0.5, 1.0, rng.random()]) for _ in directions]
+            if number % 97 == 0:
+                values[0] = rng.choice([float("inf"), float("-inf")])
+            trial = create_trial(
+                state=state, values=values if state == TrialState.COMPLETE else None
+            )
+            trial.number, trial._trial_id = number, number + 1
+            trials.append(trial)
+        expected = get_pareto_front_trials(trials, directions)
+        assert [t.number for t in dashboard_best_trials(trials, directions)] == [
+            t.number for t in expected
+        ]
+        assert len(expected) > 1

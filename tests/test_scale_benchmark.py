@@ -48,6 +48,10 @@ def test_the_scale_benchmark_builds_a_real_layout_and_writes_its_table(tmp_path:
     # The dashboard's note panel holds the teacher's and those of trials on the front when
     # they completed (every current member among them), not every trial's (note.md does).
     assert results["front_members"] <= results["dashboard_notes"] < results["complete"]
+    # `--only-front`: the front's members and the teacher (unless it is one of them).
+    shown = results["dashboard_front_trials"]
+    assert results["front_members"] <= shown <= results["front_members"] + 1
+    assert 0 < results["dashboard_front_mb"] < results["dashboard_mb"]
     table = out.read_text()
     assert "<!-- scale:start -->" in table and f"| sqlite | small | {SIZE} |" in table
 

@@ -36,15 +36,28 @@ def dashboard(
             "read-only unless bound to a loopback address",
         ),
     ] = None,
+    only_front: Annotated[
+        bool,
+        typer.Option(
+            "--only-front",
+            help="List only the study's front (latest snapshot) and its teacher: "
+            "optuna-dashboard reads and sends every trial (about 7 KB each) each time the "
+            "study page opens, over 10 s at 10,000 trials; use this for large studies. "
+            "Notes and artifacts work as usual; renaming or deleting the study is "
+            "refused. Needs a study file",
+        ),
+    ] = False,
 ) -> None:
     """Browse studies in optuna-dashboard: objectives, feasibility, notes and artifacts."""
     from autocompress.dashboard import check_port_free, serve
     from autocompress.store import database_exists, safe_url
 
-    study_path = ""
+    study_path, study_name = "", ""
+    if only_front and study_file is None:
+        raise UserError("--only-front: pass the study file (whose front to show)")
     if study_file is not None:
         config = load_study_config(study_file, storage=storage).config
-        url = config.storage_url
+        url, study_name = config.storage_url, config.study_name
         artifacts = artifact_dir or config.artifacts_path / "trials"
     else:
         url = storage or DEFAULT_STORAGE_URL
@@ -56,15 +69,23 @@ def dashboard(
         )
     check_port_free(host, port)
     if study_file is not None:
-        study_path = _study_page(url, config.study_name)
+        study_path = _study_page(url, study_name)
     writable = not read_only if read_only is not None else _is_loopback(host)
+    shown = " (front and teacher only)" if only_front else ""
     console.print(
         f"optuna-dashboard on {safe_url(url)} at [bold]http://{host}:{port}/dashboard"
-        f"{study_path}[/] ({'writable' if writable else 'read-only'}; artifacts: "
+        f"{study_path}[/]{shown} ({'writable' if writable else 'read-only'}; artifacts: "
         f"{artifacts}); Ctrl-C stops it",
         highlight=False,
     )
-    serve(url, artifacts, host, port, writable=writable)
+    serve(
+        url,
+        artifacts,
+        host,
+        port,
+        writable=writable,
+        only_front=study_name if only_front else None,
+    )
 
 
 def _is_loopback(host: str) -> bool:
