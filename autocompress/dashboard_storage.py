@@ -168,6 +168,31 @@ class BulkReadStorage(ReadThroughStorage):
         return copy.deepcopy(trials) if deepcopy else trials
 
 
+class ReadOnceStorage(BulkReadStorage):
+    """`BulkReadStorage` for a one-shot reader (the report): a study's trials read once,
+    as plain rows, and every later read served from that copy, filtered by state. The
+    report reads the complete trials several times over (plot, front, tables); Optuna's
+    cache would keep them too, but only after building them through its ORM."""
+
+    def __init__(self, source: BaseStorage) -> None:
+        super().__init__(source)
+        self._trials: dict[int, list[FrozenTrial]] = {}
+
+    def _changed(self) -> None:
+        self._trials.clear()
+
+    def get_all_trials(
+        self,
+        study_id: int,
+        deepcopy: bool = True,
+        states: Container[TrialState] | None = None,
+    ) -> list[FrozenTrial]:
+        if study_id not in self._trials:
+            self._trials[study_id] = super().get_all_trials(study_id, deepcopy=False)
+        trials = [t for t in self._trials[study_id] if states is None or t.state in states]
+        return copy.deepcopy(trials) if deepcopy else trials
+
+
 def read_all_trials(
     rdb: RDBStorage, study_id: int, states: Container[TrialState] | None = None
 ) -> list[FrozenTrial]:
