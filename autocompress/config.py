@@ -666,9 +666,10 @@ class _DuplicateKey(Exception):
         self.key, self.first_line, self.second_line = key, first_line, second_line
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """`yaml.SafeLoader` (safe: no Python objects) that refuses a key given twice in one
-    mapping instead of keeping the last value without a word."""
+    mapping instead of keeping the last value without a word. libyaml's parser when
+    PyYAML has it: the pure-Python one spent tens of ms on a study file, every command."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         first_seen: dict[Any, int] = {}

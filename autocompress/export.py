@@ -123,12 +123,14 @@ def _graph_facts(model_path: Path) -> dict:
     decision threshold), repeated in metrics.json for readers without onnx."""
     if not model_path.is_file():
         return {}
-    import onnx
+    from autocompress.tasks.graph_keys import (
+        CLASSES_KEY,
+        DECISION_RULE_KEY,
+        THRESHOLD_KEY,
+        read_metadata,
+    )
 
-    from autocompress.tasks.graph_keys import CLASSES_KEY, DECISION_RULE_KEY, THRESHOLD_KEY
-
-    model = onnx.load(str(model_path), load_external_data=False)
-    props = {prop.key: prop.value for prop in model.metadata_props}
+    props = read_metadata(model_path)
     facts = {}
     for key, name in (
         (CLASSES_KEY, "classes"),

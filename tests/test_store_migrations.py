@@ -522,7 +522,7 @@ def test_a_database_from_a_newer_autocompress_is_refused_and_left_unchanged(
 
 def test_the_migrations_ship_with_the_code_and_load_lazily() -> None:
     """Every folder of migrations/ is a package, so a wheel carries it; importing
-    autocompress.store does not import alembic (only opening a store does)."""
+    autocompress.store does not import alembic (only creating or upgrading tables does)."""
     from autocompress.store.migrate import MIGRATIONS
 
     folders = [MIGRATIONS, *(p for p in MIGRATIONS.rglob("*") if p.is_dir())]

@@ -12,9 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.logging import RichHandler
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from autocompress.cli._common import (
@@ -43,6 +41,8 @@ from autocompress.dashboard import (
 from autocompress.policies import parse_policy, policy_choices
 
 if TYPE_CHECKING:
+    from rich.progress import Progress
+
     from autocompress.front import FrontMember
 
 
@@ -228,6 +228,14 @@ def _exported(folder: Path) -> str:
 @contextmanager
 def progress_bar(total: int | None = None) -> Iterator[tuple[Progress, Callable[..., None]]]:
     """A trials bar and the Optuna callback that advances it (one log line per trial)."""
+    from rich.progress import (  # only where trials run
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -243,6 +251,8 @@ def progress_bar(total: int | None = None) -> Iterator[tuple[Progress, Callable[
 
 def log_progress_messages() -> None:
     """Show autocompress's own INFO messages (data, teacher, export) above the bar."""
+    from rich.logging import RichHandler
+
     logger = logging.getLogger("autocompress")
     if not logger.handlers:
         handler = RichHandler(console=console, show_path=False, show_level=False)

@@ -79,13 +79,20 @@ def database_exists(url: str) -> bool:
     return True
 
 
+# Optuna's alembic head revision, by the optuna version it was read from
+# (tests/test_cli_imports.py checks it against the installed optuna's own).
+OPTUNA_HEADS = {"5.1.0": "v3.2.0.a"}
+_ENGINE_KWARGS = {"pool_pre_ping": True}
+
+
 def optuna_storage(url: str, workers: WorkersConfig | None = None) -> optuna.storages.BaseStorage:
     """Optuna's RDB storage. Pass `workers` where trials run: their heartbeats let the
     next worker fail and re-queue the trials of a dead one, and every call rides out a
     database that blinks for up to `workers.db_retry_s` (readers pass nothing).
 
     Optuna creates its tables on first use: that runs under the setup lock, so workers
-    started together on a fresh database do not race in `CREATE TABLE`.
+    started together on a fresh database do not race in `CREATE TABLE`. Readers of a
+    database Optuna already set up skip that, and alembic (`_ready_storage`).
     """
     import optuna
 
@@ -93,8 +100,10 @@ def optuna_storage(url: str, workers: WorkersConfig | None = None) -> optuna.sto
     from autocompress.store.setup_lock import setup_lock
 
     if workers is None:
+        if (ready := _ready_storage(url)) is not None:
+            return ready
         with setup_lock(url):
-            return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+            return optuna.storages.RDBStorage(url, engine_kwargs=dict(_ENGINE_KWARGS))
     with warnings.catch_warnings():  # experimental since Optuna 2.8; the interface we use is stable
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         retry = (
@@ -105,9 +114,52 @@ def optuna_storage(url: str, workers: WorkersConfig | None = None) -> optuna.sto
         with setup_lock(url):
             storage = optuna.storages.RDBStorage(
                 url,
-                engine_kwargs={"pool_pre_ping": True},
+                engine_kwargs=dict(_ENGINE_KWARGS),
                 heartbeat_interval=workers.heartbeat_interval_s,
                 grace_period=workers.grace_period_s,
                 heartbeat_stale_trial_callback=retry,
             )
     return resilient_storage(storage, workers.db_retry_s)
+
+
+def _ready_storage(url: str) -> optuna.storages.RDBStorage | None:
+    """Optuna's storage of a database whose Optuna tables are at this optuna's head,
+    opened without what `RDBStorage()` does on every open besides: `CREATE TABLE IF NOT
+    EXISTS` and alembic's revision check (0.2 s of alembic imports, a fifth of
+    `autocompress front`, to read the one row read here). None on any doubt (another
+    optuna version, a revision that is not the head, no tables, no answer): the caller
+    opens it the usual way, and Optuna says what is wrong.
+
+    The storage is made as `RDBStorage.__init__` makes one with `skip_table_creation`
+    and `skip_compatibility_check`, but with no `_version_manager` (Optuna uses it only
+    to upgrade its tables, which readers never do; a pickled copy gets its own).
+    tests/test_cli_imports.py holds the attributes to those of `RDBStorage()`.
+    """
+    import optuna
+    from sqlalchemy.orm import scoped_session, sessionmaker
+
+    head = OPTUNA_HEADS.get(optuna.__version__)
+    try:
+        if head is None or make_url(url).get_backend_name() not in ("sqlite", "postgresql"):
+            return None
+        engine = create_engine(url, **_ENGINE_KWARGS)
+    except (ArgumentError, ImportError):
+        return None
+    try:
+        with engine.connect() as connection:
+            found = connection.execute(text("SELECT version_num FROM alembic_version")).all()
+    except SQLAlchemyError:
+        found = []
+    if found != [(head,)]:
+        engine.dispose()
+        return None
+    storage = object.__new__(optuna.storages.RDBStorage)
+    storage.engine_kwargs = dict(_ENGINE_KWARGS)
+    storage.url = url
+    storage.skip_compatibility_check = True  # checked above
+    storage.heartbeat_interval = storage.grace_period = None
+    storage.heartbeat_stale_trial_callback = storage.failed_trial_callback = None
+    storage.engine = engine
+    storage.scoped_session = scoped_session(sessionmaker(bind=engine))
+    storage._version_manager = None
+    return storage
