@@ -567,13 +567,13 @@ class Objective:
         while the database blinks, as Optuna's storage is."""
         workers = self.loaded.config.workers
 
-        def latest() -> Any:  # the snapshot, or None before the first
+        def head() -> FrontHead | None:  # the latest snapshot's member numbers, or None
             if self._store is None:
                 self._store = Store(self.loaded.config.storage_url, retry_s=workers.db_retry_s)
-            return self._store.latest_front(study.study_name)
+            return self._store.front_head(study.study_name)
 
-        snapshot = retry_transient(latest, "latest_front", workers.db_retry_s)
-        numbers = [] if snapshot is None else [m["trial_number"] for m in snapshot.members]
+        latest = retry_transient(head, "front_head", workers.db_retry_s)
+        numbers = [] if latest is None else latest.member_numbers
         # Complete trials never change: only members new since the last call are read.
         known = {n: self._members[n] for n in numbers if n in self._members}
         known.update((t.number, t) for t in trials_by_numbers(study, set(numbers) - set(known)))
